@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/wal-g/tracelog"
+
+	"github.com/walrusdb/walrus/config"
+	"github.com/walrusdb/walrus/repo"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	configPath string
+	verbose    bool
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+// load reads and validates the configuration.
+func (g *globals) load() (*config.Config, error) {
+	return config.Load(g.configPath, os.LookupEnv)
+}
+
+// openRepo loads the configuration and opens the repository.
+func (g *globals) openRepo(ctx context.Context) (*config.Config, *repo.Repo, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := repo.Open(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, r, nil
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "walrus",
+		Short: "Physical backup and point-in-time recovery of PostgreSQL into S3 or a directory",
+		Long: `walrus archives WAL (archive_command / restore_command), takes full and
+page-delta base backups of a running cluster, and restores them to the
+latest point, a time, an LSN or a named restore point.
+
+Configuration comes from a YAML file (--config or WALRUS_CONFIG) and WALRUS_*
+environment variables, which override the file. 'walrus config show' prints
+the effective settings.`,
+		Example: `  walrus keygen --output /etc/walrus/age.key
+  WALRUS_REPO=/var/lib/walrus walrus wal-push pg_wal/000000010000000000000001
+  archive_command = 'walrus --config /etc/walrus.yaml wal-push %p'
+  restore_command = 'walrus --config /etc/walrus.yaml wal-fetch %f %p'`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			tracelog.InfoLogger = tracelog.NewErrorLogger(stderr, "INFO: ")
+			tracelog.WarningLogger = tracelog.NewErrorLogger(stderr, "WARNING: ")
+			tracelog.ErrorLogger = tracelog.NewErrorLogger(stderr, "ERROR: ")
+			if g.verbose {
+				tracelog.DebugLogger = tracelog.NewErrorLogger(stderr, "DEBUG: ")
+			}
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default $WALRUS_CONFIG)")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug details")
+	root.AddCommand(
+		newKeygenCmd(g),
+		newConfigCmd(g),
+		newWALPushCmd(g),
+		newWALFetchCmd(g),
+	)
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %d argument(s), got %d", cmd.CommandPath(), n, len(args))}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,24 @@
+// Package repo is the walrus repository as the commands see it: the layout
+// of keys in the bucket, the encoding of every object (compress, then
+// encrypt), and the repository identity file walrus.json.
+//
+// Layout (see ARCHITECTURE.md):
+//
+//	walrus.json                          Identity: format version, system identifier, encrypted or not
+//	wal/<WAL file name>.<codec ext>[.age] WAL segments, .history, .backup files
+//	backups/<name>/parts/...             backup data
+//	backups/<name>/manifest.json         written last; makes the backup exist
+//	restore-points/<name>.json           named restore points
+//
+// Encoding: an object's codec and encryption are visible in its name, so a
+// change of the compression setting never makes older objects unreadable.
+// Push: plaintext → compress → encrypt (age) → Store.Put. Fetch: Store.Get →
+// decrypt → decompress. The plaintext's SHA-256 travels as object metadata
+// ("walrus-sha256") where a command must compare contents without holding
+// the identity (wal-push idempotence).
+//
+// Invariants:
+//   - A repository is encrypted or not for its whole life (walrus.json says
+//     which); a missing recipients setting never silently stores plaintext.
+//   - A repository belongs to one cluster (system identifier).
+package repo

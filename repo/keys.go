@@ -1,0 +1,75 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/walrusdb/walrus/storage"
+)
+
+// WALPrefix is the key prefix of archived WAL files.
+const WALPrefix = "wal/"
+
+// BackupsPrefix is the key prefix of base backups.
+const BackupsPrefix = "backups/"
+
+// RestorePointsPrefix is the key prefix of restore point records.
+const RestorePointsPrefix = "restore-points/"
+
+// WALBase returns the base key (without suffix) of a WAL file.
+func WALBase(name string) string { return WALPrefix + name }
+
+// ManifestKey returns the manifest key of a backup.
+func ManifestKey(backup string) string { return BackupsPrefix + backup + "/manifest.json" }
+
+// PartsPrefix returns the prefix of a backup's data parts.
+func PartsPrefix(backup string) string { return BackupsPrefix + backup + "/parts/" }
+
+// RestorePointKey returns the key of a restore point record.
+func RestorePointKey(name string) string { return RestorePointsPrefix + name + ".json" }
+
+// FindObject finds the object stored for base under any codec and
+// encryption suffix. It tries preferred (base+preferred suffix) with one
+// Stat first, then lists. It returns storage.ErrNotFound (wrapped) only
+// when the listing succeeded and holds no such object.
+func FindObject(ctx context.Context, st storage.Store, base, preferred string) (storage.ObjectInfo, error) {
+	if preferred != "" {
+		info, err := st.Stat(ctx, base+preferred)
+		if err == nil {
+			if info.Key == "" {
+				info.Key = base + preferred
+			}
+			return info, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", base+preferred, err)
+		}
+	}
+	var found []string
+	err := st.List(ctx, base+".", func(o storage.ObjectInfo) error {
+		if b, _, _, err := ParseKey(o.Key); err == nil && b == base {
+			found = append(found, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.ObjectInfo{}, fmt.Errorf("list %s: %w", base, err)
+	}
+	switch len(found) {
+	case 0:
+		return storage.ObjectInfo{}, fmt.Errorf("%s: %w", base, storage.ErrNotFound)
+	case 1:
+		info, err := st.Stat(ctx, found[0])
+		if err != nil {
+			return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", found[0], err)
+		}
+		if info.Key == "" {
+			info.Key = found[0]
+		}
+		return info, nil
+	default:
+		return storage.ObjectInfo{}, fmt.Errorf("%s is stored more than once (%s): remove all but one", base, strings.Join(found, ", "))
+	}
+}

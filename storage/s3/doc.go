@@ -1,0 +1,64 @@
+// Package s3 is the storage.Store for Amazon S3 and S3-compatible servers
+// (MinIO, Ceph RGW, versitygw, ...), built on aws-sdk-go-v2.
+//
+// Words used here:
+//   - bucket and prefix: the repository root is s3://bucket/prefix; a key k
+//     is stored as the object "prefix/k" (or "k" with no prefix).
+//   - part: a piece of a multipart upload, PartSize bytes (16 MiB unless
+//     configured, at least 5 MiB).
+//
+// # Settings
+//
+// Config fields win over the SDK's own sources. Credentials are the
+// explicit key pair when set, otherwise the SDK's default chain
+// (AWS_ACCESS_KEY_ID, shared config and credentials files, SSO, web
+// identity, container and instance roles). The region comes from
+// Config.Region, then AWS_REGION or the shared config, and is "us-east-1"
+// when nothing sets it. The endpoint comes from Config.Endpoint, then
+// AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; ForcePathStyle selects
+// path-style addressing, which most S3-compatible servers need.
+//
+// The SDK's newer default of computing a CRC checksum for every request
+// and validating one on every response is turned down to "when required":
+// several S3-compatible servers reject the x-amz-checksum-* headers or the
+// aws-chunked trailers it relies on (versitygw accepts both settings).
+// walrus checks content with its own checksums above storage. Setting
+// AWS_REQUEST_CHECKSUM_CALCULATION or AWS_RESPONSE_CHECKSUM_VALIDATION
+// restores the SDK's behaviour.
+//
+// # Writing
+//
+// Put streams the body through the SDK's transfer manager: a body shorter
+// than one part goes up as a single PutObject from an in-memory buffer, a
+// longer one as a multipart upload with at most Concurrency parts in
+// flight, so memory stays at about (Concurrency+1) × PartSize per Put
+// whatever the object's size. An object becomes visible only when the
+// single PUT or the CompleteMultipartUpload succeeds, so readers never see
+// part of it. Retries are the SDK's default retryer; every attempt sends a
+// whole part from its buffer, never a half-consumed stream. When the body
+// fails, the context ends or the size differs from PutOptions.Size, the
+// upload is aborted (also when the context is already cancelled) and
+// nothing is stored. Objects are limited to 10,000 parts, i.e. about
+// 156 GiB with the default part size.
+//
+// IfNotExists is enforced twice: Put first asks HeadObject and fails with
+// storage.ErrExists when the key is present, then sends the upload with
+// "If-None-Match: *", which AWS S3 and recent servers apply atomically
+// (412 Precondition Failed or 409 ConditionalRequestConflict become
+// storage.ErrExists). A server that ignores the header still gets the
+// HeadObject check, which closes all but a narrow race between two
+// concurrent writers of one key.
+//
+// Metadata travels as x-amz-meta-* headers.
+//
+// # Reading, listing, deleting
+//
+// A 404 NoSuchKey is storage.ErrNotFound; a missing bucket never is (a
+// HeadObject 404 carries no error code, so Stat confirms the bucket with
+// HeadBucket, once per Store, before it reports a key as absent). List
+// pages through ListObjectsV2, returns keys relative to the prefix in the
+// server's (lexical) order and skips objects whose names are not valid
+// keys, such as "folder/" markers. Delete sends DeleteObjects in batches of
+// 1000 and checks the result of every key; servers without DeleteObjects
+// get one DeleteObject per key. GetRange sends a Range header.
+package s3
