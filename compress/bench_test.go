@@ -85,6 +85,7 @@ func BenchmarkCompressParallel(b *testing.B) {
 	}
 }
 
+// benchCompress compresses data with c at level once per iteration.
 func benchCompress(b *testing.B, c Codec, data []byte, level int) {
 	var out countWriter
 	b.SetBytes(int64(len(data)))
@@ -108,6 +109,7 @@ func benchCompress(b *testing.B, c Codec, data []byte, level int) {
 	b.ReportMetric(float64(len(data))/float64(out), "ratio")
 }
 
+// benchDecompress decompresses z (size bytes of plaintext) once per iteration.
 func benchDecompress(b *testing.B, c Codec, z []byte, size int) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
@@ -128,6 +130,7 @@ func benchDecompress(b *testing.B, c Codec, z []byte, size int) {
 // countWriter counts and discards what is written.
 type countWriter int64
 
+// Write counts p.
 func (w *countWriter) Write(p []byte) (int, error) {
 	*w += countWriter(len(p))
 	return len(p), nil

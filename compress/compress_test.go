@@ -38,6 +38,7 @@ type closeCounter struct {
 	closes int
 }
 
+// Close counts the call.
 func (c *closeCounter) Close() error { c.closes++; return nil }
 
 // compressChunks compresses data with c at level, writing it in chunks of
@@ -239,6 +240,7 @@ var readPatterns = []readPattern{
 	{name: "srcDataErr", maxSize: 1<<20 + 1, src: iotest.DataErrReader, read: func(r io.Reader) ([]byte, error) { return readAllBy(r, 8192) }},
 }
 
+// ident returns r.
 func ident(r io.Reader) io.Reader { return r }
 
 // roundTripInputs are the inputs of TestRoundTrip.
@@ -570,6 +572,7 @@ type failWriter struct {
 	err error
 }
 
+// Write accepts what is left of n, then fails.
 func (w *failWriter) Write(p []byte) (int, error) {
 	if len(p) > w.n {
 		k := w.n

@@ -45,6 +45,9 @@ type Config struct {
 	PartSize int64 `yaml:"part_size"`
 	// DeltaMaxSteps is the longest delta chain; 0 means always full backups.
 	DeltaMaxSteps int `yaml:"delta_max_steps"`
+	// BackupRateLimit caps how fast backup-push reads the data directory,
+	// in bytes per second; 0 means no limit.
+	BackupRateLimit int64 `yaml:"backup_rate_limit"`
 	// WALPushConcurrency bounds parallel uploads of ready WAL segments.
 	WALPushConcurrency int `yaml:"wal_push_concurrency"`
 	// WALPrefetch is how many following segments wal-fetch downloads ahead.
@@ -150,6 +153,7 @@ var envVars = []envVar{
 	{"WALRUS_DOWNLOAD_CONCURRENCY", "download_concurrency", setInt(func(c *Config) *int { return &c.DownloadConcurrency })},
 	{"WALRUS_PART_SIZE", "part_size", setInt64(func(c *Config) *int64 { return &c.PartSize })},
 	{"WALRUS_DELTA_MAX_STEPS", "delta_max_steps", setInt(func(c *Config) *int { return &c.DeltaMaxSteps })},
+	{"WALRUS_BACKUP_RATE_LIMIT", "backup_rate_limit", setInt64(func(c *Config) *int64 { return &c.BackupRateLimit })},
 	{"WALRUS_WAL_PUSH_CONCURRENCY", "wal_push_concurrency", setInt(func(c *Config) *int { return &c.WALPushConcurrency })},
 	{"WALRUS_WAL_PREFETCH", "wal_prefetch", setInt(func(c *Config) *int { return &c.WALPrefetch })},
 	{"WALRUS_PREFETCH_DIR", "prefetch_dir", func(c *Config, v string) error { c.PrefetchDir = v; return nil }},
@@ -350,6 +354,7 @@ func (c *Config) Validate() error {
 		{"download_concurrency", int64(c.DownloadConcurrency), 1},
 		{"part_size", c.PartSize, 1 << 20},
 		{"delta_max_steps", int64(c.DeltaMaxSteps), 0},
+		{"backup_rate_limit", c.BackupRateLimit, 0},
 		{"wal_push_concurrency", int64(c.WALPushConcurrency), 1},
 		{"wal_prefetch", int64(c.WALPrefetch), 0},
 		{"s3.part_size", c.S3.PartSize, 0},
@@ -419,6 +424,7 @@ func (c *Config) Redacted() string {
 		"download_concurrency":       strconv.Itoa(c.DownloadConcurrency),
 		"part_size":                  strconv.FormatInt(c.PartSize, 10),
 		"delta_max_steps":            strconv.Itoa(c.DeltaMaxSteps),
+		"backup_rate_limit":          strconv.FormatInt(c.BackupRateLimit, 10),
 		"wal_push_concurrency":       strconv.Itoa(c.WALPushConcurrency),
 		"wal_prefetch":               strconv.Itoa(c.WALPrefetch),
 		"prefetch_dir":               c.PrefetchDir,

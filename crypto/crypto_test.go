@@ -22,6 +22,7 @@ type testKey struct {
 	identity, recipient string
 }
 
+// newKey generates a key.
 func newKey(t testing.TB) testKey {
 	t.Helper()
 	id, rc, err := GenerateIdentity()
@@ -31,6 +32,7 @@ func newKey(t testing.TB) testKey {
 	return testKey{id, rc}
 }
 
+// decryptorFor returns a Decryptor holding k.
 func decryptorFor(t testing.TB, k testKey) *Decryptor {
 	t.Helper()
 	d, err := ParseIdentities(strings.NewReader(k.identity + "\n"))
@@ -40,6 +42,7 @@ func decryptorFor(t testing.TB, k testKey) *Decryptor {
 	return d
 }
 
+// encryptorFor returns an Encryptor to the recipients of ks.
 func encryptorFor(t testing.TB, ks ...testKey) *Encryptor {
 	t.Helper()
 	var rs []string
@@ -400,6 +403,7 @@ type failAfter struct {
 	err error
 }
 
+// Write accepts what is left of n, then fails.
 func (f *failAfter) Write(p []byte) (int, error) {
 	if len(p) > f.n {
 		k := f.n

@@ -77,6 +77,11 @@ the effective settings.`,
 		newConfigCmd(g),
 		newWALPushCmd(g),
 		newWALFetchCmd(g),
+		newCreateRestorePointCmd(g),
+		newRestorePointListCmd(g),
+		newBackupPushCmd(g),
+		newBackupFetchCmd(g),
+		newBackupListCmd(g),
 	)
 	return root
 }

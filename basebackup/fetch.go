@@ -1,0 +1,702 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walrusdb/walrus/catalog"
+	"github.com/walrusdb/walrus/pg"
+	"github.com/walrusdb/walrus/repo"
+	"github.com/walrusdb/walrus/storage"
+)
+
+// FetchOptions configure Fetch.
+type FetchOptions struct {
+	// Store is the repository; Decoder decrypts and decompresses parts.
+	Store   storage.Store
+	Decoder *repo.Decoder
+	// Backup is a backup name or catalog.Latest.
+	Backup string
+	// Dest is the directory to restore into: absent or empty.
+	Dest string
+	// TablespaceMap maps a tablespace, given by its OID or its original
+	// location, to a new directory (absent or empty). Unmapped tablespaces
+	// are restored to their original locations, which must be absent or
+	// empty.
+	TablespaceMap map[string]string
+	// Concurrency is the number of parts downloaded at once. 0:
+	// DefaultConcurrency.
+	Concurrency int
+	// Recovery is what the restored cluster does at its first start.
+	Recovery Recovery
+	// Progress, when not nil, receives a redrawn status line (a terminal).
+	Progress io.Writer
+}
+
+// FetchResult describes a completed restore.
+type FetchResult struct {
+	// Name is the backup restored.
+	Name string
+	// Dest is the restored data directory, absolute.
+	Dest string
+	// Tablespaces maps each tablespace OID to the directory it was
+	// restored to.
+	Tablespaces map[uint32]string
+	// Files and Bytes count the files and bytes written.
+	Files int
+	Bytes int64
+	// Duration is the wall time of the restore.
+	Duration time.Duration
+}
+
+// ErrDestNotEmpty means a restore target holds something already.
+var ErrDestNotEmpty = errors.New("restore target is not empty")
+
+// maxHeldFileSize bounds the files a restore holds in memory to write
+// last (pg_control, PG_VERSION).
+const maxHeldFileSize = 1 << 20
+
+// Fetch restores a backup into opts.Dest. It checks everything it can
+// before it writes anything: the manifest, the targets (absent or empty),
+// every part's presence and size. It then downloads the parts in parallel,
+// verifies each file's size and CRC-32C and each part's SHA-256, fsyncs
+// files, then directories, writes backup_label, tablespace_map and the
+// recovery settings, and writes recovery.signal, PG_VERSION and
+// global/pg_control last (TRAPS.md 28), so that a restore that fails
+// never leaves a directory PostgreSQL would start. It never writes outside
+// Dest and the tablespace directories, whatever the manifest or a tar
+// entry says.
+func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) {
+	began := time.Now()
+	if opts.Store == nil || opts.Decoder == nil {
+		return FetchResult{}, errors.New("backup-fetch: no repository")
+	}
+	m, err := catalog.Resolve(ctx, opts.Store, opts.Backup)
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch: %w", err)
+	}
+	if !m.IsFull() {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: a %s backup: restoring delta backups is not supported by this walrus yet", m.Name, m.Kind)
+	}
+	if m.Encrypted && opts.Decoder.Decryptor == nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, repo.ErrNoIdentity)
+	}
+	if err := opts.Recovery.Target.Validate(&m.Backup); err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
+	}
+	if _, err := opts.Recovery.settings(); err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
+	}
+	pl, err := planRestore(m, opts.Dest, opts.TablespaceMap)
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
+	}
+	concurrency := cmpOr(opts.Concurrency, DefaultConcurrency)
+	if err := checkParts(ctx, opts.Store, m, concurrency); err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
+	}
+
+	// From here on we write.
+	defer func() {
+		if err != nil {
+			pl.undo()
+			where := pl.dest
+			for _, d := range pl.spcDirs() {
+				where += ", " + d
+			}
+			err = fmt.Errorf("backup-fetch %s: restore failed: %s is incomplete (it will not start); remove it and retry: %w", m.Name, where, err)
+		}
+	}()
+	prog := newProgress(opts.Progress, "restore "+m.Name)
+	prog.setTotals(m.DataSize, int64(countFiles(m.Files)))
+	stopProgress := prog.run(ctx)
+	defer stopProgress()
+	if err := pl.makeTree(); err != nil {
+		return FetchResult{}, err
+	}
+	w := &restorer{pl: pl, m: m, st: opts.Store, dec: opts.Decoder, prog: prog, held: map[string][]byte{}}
+	if err := w.restoreParts(ctx, concurrency); err != nil {
+		return FetchResult{}, err
+	}
+	if err := pl.writeRecoveryFiles(opts.Recovery); err != nil {
+		return FetchResult{}, err
+	}
+	if err := pl.finishDirs(); err != nil {
+		return FetchResult{}, err
+	}
+	// Last: what makes the directory a data directory PostgreSQL starts.
+	if err := pl.writeFinal(pl.abs("recovery.signal"), nil, 0o600); err != nil {
+		return FetchResult{}, err
+	}
+	for _, p := range []string{versionFilePath, controlFilePath} {
+		f := w.fileEntry(p)
+		if err := pl.writeFinal(pl.abs(p), w.held[p], fs.FileMode(f.Mode)); err != nil {
+			return FetchResult{}, err
+		}
+		if err := os.Chtimes(pl.abs(p), f.MTime, f.MTime); err != nil {
+			return FetchResult{}, fmt.Errorf("set time of %s: %w", p, err)
+		}
+	}
+	stopProgress()
+	return FetchResult{Name: m.Name, Dest: pl.dest, Tablespaces: pl.spcTarget, Files: int(prog.files.Load()), Bytes: prog.bytes.Load(), Duration: time.Since(began)}, nil
+}
+
+// checkParts makes sure every part the manifest lists is stored, with the
+// size the manifest records, before anything is written (TRAPS.md 11).
+func checkParts(ctx context.Context, st storage.Store, m *catalog.Manifest, concurrency int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, p := range m.Parts {
+		g.Go(func() error {
+			info, err := st.Stat(gctx, p.Key)
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("the backup is damaged: part %s (%s) is missing from the repository; restore another backup", p.Name, p.Key)
+			}
+			if err != nil {
+				return fmt.Errorf("check part %s: %w", p.Name, err)
+			}
+			if info.Size != p.StoredSize {
+				return fmt.Errorf("the backup is damaged: part %s (%s) is %d bytes, the manifest says %d; restore another backup", p.Name, p.Key, info.Size, p.StoredSize)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// plan is where every manifest path goes.
+type plan struct {
+	m         *catalog.Manifest
+	dest      string
+	spcTarget map[uint32]string // tablespace OID → directory its contents go to
+	dirs      []catalog.File
+}
+
+// planRestore resolves the targets and checks that each is absent or
+// empty, and that none lies inside another. Nothing is written.
+func planRestore(m *catalog.Manifest, dest string, spcMap map[string]string) (*plan, error) {
+	if dest == "" {
+		return nil, errors.New("no destination directory")
+	}
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", dest, err)
+	}
+	pl := &plan{m: m, dest: abs, spcTarget: map[uint32]string{}}
+	used := map[string]bool{}
+	norm := map[string]string{}
+	for k, v := range spcMap {
+		if filepath.IsAbs(k) {
+			k = filepath.Clean(k)
+		}
+		used[k] = false
+		norm[k] = v
+	}
+	spcMap = norm
+	for _, ts := range m.Tablespaces {
+		target := ts.Location
+		for _, key := range []string{strconv.FormatUint(uint64(ts.OID), 10), filepath.Clean(ts.Location)} {
+			if nw, ok := spcMap[key]; ok {
+				target, used[key] = nw, true
+			}
+		}
+		if !filepath.IsAbs(target) {
+			return nil, fmt.Errorf("tablespace %d (%s): new location %q is not an absolute path", ts.OID, ts.Name, target)
+		}
+		pl.spcTarget[ts.OID] = filepath.Clean(target)
+	}
+	for k, ok := range used {
+		if !ok {
+			return nil, fmt.Errorf("--tablespace-map %s: the backup has no tablespace with that OID or location (it has: %s)", k, describeTablespaces(m.Tablespaces))
+		}
+	}
+	targets := []string{pl.dest}
+	for _, oid := range slices.Sorted(maps.Keys(pl.spcTarget)) {
+		targets = append(targets, pl.spcTarget[oid])
+	}
+	for i, a := range targets {
+		for j, b := range targets {
+			if i != j && (a == b || strings.HasPrefix(b, a+string(filepath.Separator))) {
+				return nil, fmt.Errorf("restore targets %s and %s overlap: map each tablespace to its own directory outside the data directory (--tablespace-map OID=DIR)", a, b)
+			}
+		}
+	}
+	for i, t := range targets {
+		if err := checkEmpty(t); err != nil {
+			if i > 0 && errors.Is(err, ErrDestNotEmpty) {
+				return nil, fmt.Errorf("%w (a tablespace's location; restore it elsewhere with --tablespace-map OID=NEWDIR)", err)
+			}
+			return nil, err
+		}
+	}
+	for _, f := range m.Files {
+		if f.Kind == catalog.FileDir {
+			pl.dirs = append(pl.dirs, f)
+		}
+	}
+	return pl, nil
+}
+
+func describeTablespaces(ts []catalog.Tablespace) string {
+	if len(ts) == 0 {
+		return "none"
+	}
+	var s []string
+	for _, t := range ts {
+		s = append(s, fmt.Sprintf("%d %s at %s", t.OID, t.Name, t.Location))
+	}
+	return strings.Join(s, "; ")
+}
+
+// checkEmpty accepts an absent path or an empty directory.
+func checkEmpty(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s exists and is not a directory: give a new or empty directory", ErrDestNotEmpty, dir)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("%w: %s holds %s; nothing was changed: give a new or empty directory", ErrDestNotEmpty, dir, names[0])
+	}
+	return nil
+}
+
+// spcDirs lists the tablespace directories.
+func (pl *plan) spcDirs() []string {
+	var out []string
+	for _, oid := range slices.Sorted(maps.Keys(pl.spcTarget)) {
+		out = append(out, pl.spcTarget[oid])
+	}
+	return out
+}
+
+// abs returns where the manifest path rel is written: under Dest, or for
+// pg_tblspc/<oid>/... under the tablespace's directory (never through the
+// link). It refuses anything that is not a clean relative path.
+func (pl *plan) abs(rel string) string {
+	if rest, ok := strings.CutPrefix(rel, "pg_tblspc/"); ok {
+		if oidText, inner, ok := strings.Cut(rest, "/"); ok {
+			if oid, err := strconv.ParseUint(oidText, 10, 32); err == nil {
+				if dir, ok := pl.spcTarget[uint32(oid)]; ok {
+					return filepath.Join(dir, filepath.FromSlash(inner))
+				}
+			}
+		}
+	}
+	return filepath.Join(pl.dest, filepath.FromSlash(rel))
+}
+
+// target is abs for a path read from a manifest or a tar entry, checked
+// again here whatever validation came before.
+func (pl *plan) target(rel string) (string, error) {
+	if err := catalog.ValidatePath(rel); err != nil {
+		return "", fmt.Errorf("refusing to restore %q: %w", rel, err)
+	}
+	p := pl.abs(rel)
+	for _, root := range append([]string{pl.dest}, pl.spcDirs()...) {
+		if strings.HasPrefix(p, root+string(filepath.Separator)) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("refusing to restore %q: it resolves outside the restore targets", rel)
+}
+
+// makeTree creates Dest, the tablespace directories, every directory of
+// the manifest (mode 0700 for now; finishDirs sets the recorded modes) and
+// the tablespace links.
+func (pl *plan) makeTree() error {
+	if err := os.MkdirAll(pl.dest, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", pl.dest, err)
+	}
+	// PostgreSQL refuses a data directory readable by others.
+	if err := os.Chmod(pl.dest, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", pl.dest, err)
+	}
+	for _, d := range pl.spcDirs() {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create tablespace directory %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("create tablespace directory %s: %w", d, err)
+		}
+	}
+	for _, d := range pl.dirs {
+		p, err := pl.target(d.Path)
+		if err != nil {
+			return err
+		}
+		if err := os.Mkdir(p, 0o700); err != nil {
+			return fmt.Errorf("create directory %s: %w", p, err)
+		}
+	}
+	for oid, dir := range pl.spcTarget {
+		link := filepath.Join(pl.dest, "pg_tblspc", strconv.FormatUint(uint64(oid), 10))
+		if err := os.Symlink(dir, link); err != nil {
+			return fmt.Errorf("create tablespace link %s: %w", link, err)
+		}
+	}
+	return nil
+}
+
+// finishDirs sets every directory's recorded mode and time and fsyncs
+// the directories, deepest first, so that every file written is reachable
+// after a crash.
+func (pl *plan) finishDirs() error {
+	dirs := slices.Clone(pl.dirs)
+	slices.SortFunc(dirs, func(a, b catalog.File) int { return strings.Compare(b.Path, a.Path) })
+	for _, d := range dirs {
+		p, err := pl.target(d.Path)
+		if err != nil {
+			return err
+		}
+		// Keep the owner's rwx so that we (and PostgreSQL) can use it.
+		if err := os.Chmod(p, fs.FileMode(d.Mode)|0o700); err != nil {
+			return fmt.Errorf("set mode of %s: %w", p, err)
+		}
+		if err := syncDir(p); err != nil {
+			return err
+		}
+	}
+	for _, d := range append(pl.spcDirs(), filepath.Join(pl.dest, "pg_tblspc"), pl.dest) {
+		if err := syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", p, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", p, err)
+	}
+	return nil
+}
+
+// writeRecoveryFiles writes backup_label, tablespace_map (with the
+// restored locations), the walrus-restore.yaml for restore_command and
+// the recovery settings appended to postgresql.auto.conf, each fsynced.
+func (pl *plan) writeRecoveryFiles(r Recovery) error {
+	m := pl.m
+	if err := writeSynced(pl.abs("backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
+		return err
+	}
+	if len(m.Tablespaces) > 0 || m.TablespaceMap != "" {
+		var b strings.Builder
+		for _, ts := range m.Tablespaces {
+			fmt.Fprintf(&b, "%d %s\n", ts.OID, escapeMapPath(pl.spcTarget[ts.OID]))
+		}
+		if err := writeSynced(pl.abs("tablespace_map"), []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+	}
+	if r.ConfigFile != nil {
+		if err := writeSynced(pl.abs(pg.RestoreConfigFile), r.ConfigFile, 0o600); err != nil {
+			return err
+		}
+	}
+	lines, err := r.settings()
+	if err != nil {
+		return err
+	}
+	auto := pl.abs("postgresql.auto.conf")
+	f, err := os.OpenFile(auto, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("write recovery settings: %w", err)
+	}
+	_, err = f.WriteString("\n" + strings.Join(lines, "\n") + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write recovery settings to %s: %w", auto, err)
+	}
+	return nil
+}
+
+// escapeMapPath escapes a location as PostgreSQL writes it in
+// tablespace_map: a backslash before each backslash, newline and carriage
+// return.
+func escapeMapPath(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if r == '\\' || r == '\n' || r == '\r' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// writeSynced creates a new file (never through a symbolic link, never
+// over an existing file), writes data and fsyncs it.
+func writeSynced(p string, data []byte, mode fs.FileMode) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode.Perm() | 0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// writeFinal writes one of the files that make the directory startable,
+// and fsyncs its directory.
+func (pl *plan) writeFinal(p string, data []byte, mode fs.FileMode) error {
+	if err := writeSynced(p, data, mode); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// undo removes, after a failure, the files that would let PostgreSQL
+// start the incomplete directory: pg_control, PG_VERSION, recovery.signal
+// and backup_label. The rest stays for inspection; the error says to
+// remove it.
+func (pl *plan) undo() {
+	for _, rel := range []string{controlFilePath, versionFilePath, "recovery.signal", "backup_label"} {
+		_ = os.Remove(pl.abs(rel))
+	}
+	_ = syncDir(filepath.Join(pl.dest, "global"))
+	_ = syncDir(pl.dest)
+}
+
+// restorer downloads parts and writes their files.
+type restorer struct {
+	pl   *plan
+	m    *catalog.Manifest
+	st   storage.Store
+	dec  *repo.Decoder
+	prog *progress
+
+	mu   sync.Mutex
+	held map[string][]byte // files written last, by path
+}
+
+// fileEntry returns the manifest entry of path.
+func (w *restorer) fileEntry(path string) catalog.File {
+	i, _ := slices.BinarySearchFunc(w.m.Files, path, func(f catalog.File, p string) int { return strings.Compare(f.Path, p) })
+	return w.m.Files[i]
+}
+
+// restoreParts downloads every part, concurrency at once.
+func (w *restorer) restoreParts(ctx context.Context, concurrency int) error {
+	byPart := map[string]map[string]*catalog.File{}
+	for i := range w.m.Files {
+		f := &w.m.Files[i]
+		if f.Kind != catalog.FileWhole {
+			continue
+		}
+		if byPart[f.Part] == nil {
+			byPart[f.Part] = map[string]*catalog.File{}
+		}
+		byPart[f.Part][f.Path] = f
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, p := range w.m.Parts {
+		g.Go(func() error { return w.restorePart(gctx, p, byPart[p.Name]) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, p := range []string{controlFilePath, versionFilePath} {
+		if _, ok := w.held[p]; !ok {
+			return fmt.Errorf("the backup holds no %s", p)
+		}
+	}
+	return nil
+}
+
+// restorePart streams one part: decrypt, decompress, untar, write. Every
+// tar entry must be a regular file that the manifest places in this part;
+// every such file must appear, with its recorded size and CRC-32C; the
+// part's plaintext must match its recorded size and SHA-256.
+func (w *restorer) restorePart(ctx context.Context, part catalog.Part, files map[string]*catalog.File) error {
+	rc, err := w.dec.Open(ctx, w.st, part.Key)
+	if err != nil {
+		return fmt.Errorf("read part %s: %w", part.Name, err)
+	}
+	defer rc.Close()
+	vr := repo.VerifyingReader(rc, "part "+part.Name, part.SHA256, part.RawSize)
+	tr := tar.NewReader(vr)
+	buf := make([]byte, copyBufferSize)
+	seen := 0
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read part %s: %w", part.Name, err)
+		}
+		f, ok := files[hdr.Name]
+		if !ok {
+			return fmt.Errorf("part %s: refusing tar entry %q: the manifest places no such file in this part", part.Name, hdr.Name)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			return fmt.Errorf("part %s: refusing tar entry %q: type %q is not a regular file", part.Name, hdr.Name, hdr.Typeflag)
+		}
+		if hdr.Size < f.Size {
+			return fmt.Errorf("part %s: tar entry %q holds %d bytes, the manifest says %d", part.Name, hdr.Name, hdr.Size, f.Size)
+		}
+		delete(files, hdr.Name)
+		if err := w.writeFile(ctx, part, f, io.LimitReader(tr, f.Size), buf); err != nil {
+			return err
+		}
+		seen++
+	}
+	// Read to the end so that the part's size and SHA-256 are checked.
+	if _, err := io.CopyBuffer(io.Discard, vr, buf); err != nil {
+		return fmt.Errorf("read part %s: %w", part.Name, err)
+	}
+	for p := range files {
+		return fmt.Errorf("part %s lacks %s, which the manifest places in it: the backup is damaged", part.Name, p)
+	}
+	return nil
+}
+
+// writeFile writes one file (or, for pg_control and PG_VERSION, holds it
+// to write last) and checks its size and CRC-32C.
+func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.File, r io.Reader, buf []byte) error {
+	crc := crc32.New(castagnoli)
+	if f.Path == controlFilePath || f.Path == versionFilePath {
+		if f.Size > maxHeldFileSize {
+			return fmt.Errorf("part %s: %s is %d bytes: not a real %s", part.Name, f.Path, f.Size, f.Path)
+		}
+		b, err := io.ReadAll(io.TeeReader(r, crc))
+		if err != nil {
+			return fmt.Errorf("read part %s: %s: %w", part.Name, f.Path, err)
+		}
+		if err := checkFile(f, int64(len(b)), crc.Sum32()); err != nil {
+			return fmt.Errorf("part %s: %w", part.Name, err)
+		}
+		if f.Path == controlFilePath {
+			ctl, err := pg.ParseControlFile(b)
+			if err != nil {
+				return fmt.Errorf("part %s: %w", part.Name, err)
+			}
+			if strconv.FormatUint(ctl.SystemIdentifier, 10) != w.m.SystemIdentifier {
+				return fmt.Errorf("part %s: pg_control is of system %d, the manifest says %s", part.Name, ctl.SystemIdentifier, w.m.SystemIdentifier)
+			}
+		}
+		w.mu.Lock()
+		w.held[f.Path] = b
+		w.mu.Unlock()
+		w.prog.addBytes(int64(len(b)))
+		w.prog.addFile()
+		return nil
+	}
+	p, err := w.pl.target(f.Path)
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", f.Path, err)
+	}
+	n, err := copyCtx(ctx, io.MultiWriter(out, crc), r, buf, w.prog)
+	if err == nil {
+		err = checkFile(f, n, crc.Sum32())
+	}
+	if err == nil {
+		err = out.Chmod(fs.FileMode(f.Mode) | 0o600)
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("restore %s: %w", f.Path, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("part %s: %w", part.Name, err)
+	}
+	if err := os.Chtimes(p, f.MTime, f.MTime); err != nil {
+		return fmt.Errorf("restore %s: set time: %w", f.Path, err)
+	}
+	w.prog.addFile()
+	return nil
+}
+
+// checkFile compares what was restored with the manifest.
+func checkFile(f *catalog.File, n int64, sum uint32) error {
+	if n != f.Size {
+		return fmt.Errorf("restore %s: %d bytes, the manifest says %d: %w", f.Path, n, f.Size, repo.ErrChecksum)
+	}
+	if got := crcString(sum); got != f.CRC32C {
+		return fmt.Errorf("restore %s: crc32c %s, the manifest says %s: %w", f.Path, got, f.CRC32C, repo.ErrChecksum)
+	}
+	return nil
+}
+
+// copyCtx copies r to w, stopping when ctx ends.
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte, prog *progress) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			if _, err := w.Write(buf[:k]); err != nil {
+				return n, err
+			}
+			n += int64(k)
+			prog.addBytes(int64(k))
+		}
+		if errors.Is(rerr, io.EOF) {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}

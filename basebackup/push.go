@@ -1,0 +1,456 @@
+package basebackup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walrusdb/walrus/catalog"
+	"github.com/walrusdb/walrus/pg"
+	"github.com/walrusdb/walrus/repo"
+	"github.com/walrusdb/walrus/storage"
+)
+
+// SupportedMajor is the PostgreSQL major version walrus backs up.
+const SupportedMajor = 15
+
+// Defaults of Options fields left zero.
+const (
+	DefaultPartSize    = 1 << 30
+	DefaultConcurrency = 4
+	// DefaultWALTimeout bounds the wait for the backup's WAL to appear in
+	// the repository after pg_backup_stop said it was archived.
+	DefaultWALTimeout = 5 * time.Minute
+)
+
+// cleanupTimeout bounds the best-effort removal of a failed backup's parts,
+// which runs even when the backup's context was cancelled.
+const cleanupTimeout = time.Minute
+
+// Options configure Push.
+type Options struct {
+	// Store is the repository; Encoder compresses and encrypts parts.
+	Store   storage.Store
+	Encoder *repo.Encoder
+	// PGData is the data directory. Empty: the server's data_directory.
+	// It must be the directory of the server DSN connects to.
+	PGData string
+	// DSN is a libpq connection string or URL; empty means the PG*
+	// environment variables (see pg.ParseDSN).
+	DSN string
+	// PartSize is the plaintext size at which a part is cut (a file is
+	// never split, so a part may exceed it by one file). 0: DefaultPartSize.
+	PartSize int64
+	// Concurrency is the number of parts produced and uploaded at once.
+	// 0: DefaultConcurrency.
+	Concurrency int
+	// RateLimit caps reading the data directory, in bytes per second; 0
+	// means no limit.
+	RateLimit int64
+	// SpreadCheckpoint makes pg_backup_start wait for a spread checkpoint
+	// (less I/O at once, a slower start) instead of an immediate one.
+	SpreadCheckpoint bool
+	// WALTimeout bounds the wait for the backup's WAL in the repository.
+	// 0: DefaultWALTimeout.
+	WALTimeout time.Duration
+	// Progress, when not nil, receives a redrawn status line (a terminal).
+	Progress io.Writer
+	// Logf, when not nil, receives a line for each phase.
+	Logf func(format string, args ...any)
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Result describes a completed backup.
+type Result struct {
+	// Name is the backup's name.
+	Name string
+	// StartLSN, FinishLSN and Timeline are the backup's WAL range.
+	StartLSN, FinishLSN pg.LSN
+	Timeline            pg.TimelineID
+	// DataSize and StoredSize are the bytes of files backed up and of
+	// parts stored.
+	DataSize, StoredSize int64
+	// Files and Parts count the files and the part objects.
+	Files, Parts int
+	// Duration is the wall time of the whole backup.
+	Duration time.Duration
+	// Warnings are things skipped that an operator may want to know about
+	// (special files, dangling links).
+	Warnings []string
+}
+
+// Push takes a full base backup of the running cluster into the
+// repository. See the package documentation for the order of its steps
+// and its guarantees.
+func Push(ctx context.Context, opts Options) (res Result, err error) {
+	if opts.Store == nil || opts.Encoder == nil {
+		return Result{}, errors.New("backup-push: no repository")
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	began := now()
+	partSize := cmpOr(opts.PartSize, DefaultPartSize)
+	concurrency := cmpOr(opts.Concurrency, DefaultConcurrency)
+	walTimeout := cmpOr(opts.WALTimeout, DefaultWALTimeout)
+
+	conn, err := pg.Connect(ctx, opts.DSN)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	// Closing the session ends a backup that was not stopped: PostgreSQL
+	// aborts a non-exclusive backup whose session ends (TRAPS.md 9), and
+	// releases the session's advisory lock.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+
+	info, err := pg.ServerInfo(ctx, conn)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	if err := checkServer(ctx, conn, info); err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	pgdata, err := checkDataDir(opts.PGData, info)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	if _, err := repo.EnsureIdentity(ctx, opts.Store, info.SystemIdentifier, opts.Encoder.Encrypted()); err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	if err := lockCluster(ctx, conn); err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	watchClient(ctx, conn)
+	spcNames, err := pg.Tablespaces(ctx, conn)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+
+	startTime := now().UTC()
+	logf("backup-push: pg_backup_start (%s checkpoint)", map[bool]string{true: "spread", false: "immediate"}[opts.SpreadCheckpoint])
+	startLSN, tli, err := pg.BackupStart(ctx, conn, "walrus "+startTime.Format(time.RFC3339), !opts.SpreadCheckpoint)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	segSize := info.WALSegSize
+	startWAL := pg.SegmentName(tli, pg.SegmentForLSN(startLSN, segSize), segSize)
+	name, err := chooseName(ctx, opts.Store, startTime, startWAL)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	logf("backup-push %s: started at %s on timeline %d", name, startLSN, tli)
+
+	prog := newProgress(opts.Progress, "backup "+name)
+	up := &uploader{st: opts.Store, enc: opts.Encoder, backup: name, partSize: partSize, limiter: newRateLimiter(opts.RateLimit), prog: prog}
+	keepParts := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: interrupted; no backup was recorded and the server's backup is aborted with its session: run backup-push again", err)
+		}
+		if keepParts {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if derr := up.removeStored(cctx); derr != nil {
+			err = fmt.Errorf("%w (the parts already stored under %s could not be removed: %v; they are invisible without a manifest)", err, repo.PartsPrefix(name), derr)
+		}
+	}()
+	stopProgress := prog.run(ctx)
+	defer stopProgress()
+
+	cp, err := copyDataDir(ctx, up, pgdata, concurrency)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+	}
+	if cp.control.SystemIdentifier != info.SystemIdentifier {
+		return Result{}, fmt.Errorf("backup-push %s: %s belongs to system %d, the server is %d", name, controlFilePath, cp.control.SystemIdentifier, info.SystemIdentifier)
+	}
+
+	prog.setPhase("pg_backup_stop: waiting for PostgreSQL to archive the WAL")
+	logf("backup-push %s: pg_backup_stop, waiting for the WAL to be archived", name)
+	stop, err := pg.BackupStop(ctx, conn, true)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+	}
+	finishWAL := pg.SegmentName(tli, pg.SegmentForLSN(max(stop.LSN, startLSN+1)-1, segSize), segSize)
+	prog.setPhase("checking the WAL in the repository")
+	if err := waitForWAL(ctx, opts.Store, opts.Encoder.Suffix(), tli, startLSN, stop.LSN, segSize, walTimeout); err != nil {
+		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+	}
+	prog.setPhase("")
+
+	m := cp.manifest(name, up.parts, spcNames)
+	m.SystemIdentifier = strconv.FormatUint(info.SystemIdentifier, 10)
+	m.PGVersion = info.VersionNum
+	m.Timeline = tli
+	m.StartLSN, m.FinishLSN = startLSN, stop.LSN
+	m.StartWALFile, m.FinishWALFile = startWAL, finishWAL
+	m.StartTime, m.FinishTime = startTime, now().UTC()
+	m.WALSegmentSize = segSize
+	m.DataChecksums = info.DataChecksums
+	m.Codec = opts.Encoder.Codec.Name()
+	m.Encrypted = opts.Encoder.Encrypted()
+	m.BackupLabel, m.TablespaceMap = stop.Label, stop.TablespaceMap
+	if err := catalog.WriteManifest(ctx, opts.Store, m); err != nil {
+		// If the manifest was stored after all (a reply lost on the way
+		// back), its parts must stay: never a listed but gutted backup.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		_, serr := opts.Store.Stat(cctx, repo.ManifestKey(name))
+		cancel()
+		keepParts = !errors.Is(serr, storage.ErrNotFound)
+		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+	}
+	stopProgress()
+	return Result{
+		Name:       name,
+		StartLSN:   startLSN,
+		FinishLSN:  stop.LSN,
+		Timeline:   tli,
+		DataSize:   m.DataSize,
+		StoredSize: m.StoredSize,
+		Files:      countFiles(m.Files),
+		Parts:      len(m.Parts),
+		Duration:   now().Sub(began),
+		Warnings:   append(cp.walked.warnings, up.warnings...),
+	}, nil
+}
+
+func cmpOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// copied is what copyDataDir stored.
+type copied struct {
+	walked  *walkResult
+	jobs    []entry
+	stored  []*catalog.File // by job; nil for directories, links and vanished files
+	ctlFile *catalog.File
+	control pg.ControlData
+}
+
+// copyDataDir walks pgdata and stores every file through up, pg_control
+// last. It does not talk to PostgreSQL: Push brackets it with
+// pg_backup_start and pg_backup_stop.
+func copyDataDir(ctx context.Context, up *uploader, pgdata string, concurrency int) (*copied, error) {
+	walked, err := walkDataDir(pgdata)
+	if err != nil {
+		return nil, err
+	}
+	up.prog.setTotals(walked.bytes, walked.files)
+	c := &copied{walked: walked}
+	c.jobs = slices.DeleteFunc(slices.Clone(walked.entries), func(e entry) bool { return e.rel == controlFilePath })
+	if c.stored, err = up.upload(ctx, c.jobs, concurrency); err != nil {
+		return nil, err
+	}
+	// pg_control last, after every other file (TRAPS.md 12).
+	data, fi, err := readControlFile(ctx, filepath.Join(pgdata, filepath.FromSlash(controlFilePath)))
+	if err != nil {
+		return nil, err
+	}
+	c.control, _ = pg.ParseControlFile(data)
+	if c.ctlFile, err = up.addControlFile(ctx, data, fi.Mode(), fi.ModTime()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// manifest assembles a full backup's manifest: its lists, ordered by path,
+// and its sizes. The caller fills in the WAL range, times and server facts.
+func (c *copied) manifest(name string, parts []catalog.Part, spcs []pg.Tablespace) *catalog.Manifest {
+	m := &catalog.Manifest{}
+	m.FormatVersion = catalog.FormatVersion
+	m.Name = name
+	m.Kind = catalog.KindFull
+	files := make([]catalog.File, 0, len(c.jobs)+1)
+	for i, e := range c.jobs {
+		switch e.kind {
+		case catalog.FileDir, catalog.FileSymlink:
+			files = append(files, catalog.File{Path: e.rel, Kind: e.kind, Mode: catalog.Mode(e.mode), MTime: e.mtime.UTC(), Link: e.link})
+		default:
+			if c.stored[i] != nil {
+				files = append(files, *c.stored[i])
+			}
+		}
+	}
+	files = append(files, *c.ctlFile)
+	slices.SortFunc(files, func(a, b catalog.File) int { return strings.Compare(a.Path, b.Path) })
+	m.Files = files
+	for _, f := range files {
+		m.DataSize += f.Size
+	}
+	m.Parts = slices.Clone(parts)
+	slices.SortFunc(m.Parts, func(a, b catalog.Part) int { return strings.Compare(a.Name, b.Name) })
+	for _, p := range m.Parts {
+		m.StoredSize += p.StoredSize
+	}
+	names := make(map[uint32]string, len(spcs))
+	for _, s := range spcs {
+		names[s.OID] = s.Name
+	}
+	for _, ts := range c.walked.tablespaces {
+		ts.Name = names[ts.OID]
+		m.Tablespaces = append(m.Tablespaces, ts)
+	}
+	slices.SortFunc(m.Tablespaces, func(a, b catalog.Tablespace) int { return int(int64(a.OID) - int64(b.OID)) })
+	return m
+}
+
+func countFiles(fs []catalog.File) int {
+	n := 0
+	for _, f := range fs {
+		if f.Kind != catalog.FileDir && f.Kind != catalog.FileSymlink {
+			n++
+		}
+	}
+	return n
+}
+
+// checkServer refuses servers walrus cannot back up correctly.
+func checkServer(ctx context.Context, conn *pgx.Conn, info pg.Info) error {
+	if major := info.VersionNum / 10000; major != SupportedMajor {
+		return fmt.Errorf("the server runs PostgreSQL %d (server_version_num %d); this walrus backs up PostgreSQL %d only", major, info.VersionNum, SupportedMajor)
+	}
+	var mode string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('archive_mode')").Scan(&mode); err != nil {
+		return fmt.Errorf("read archive_mode: %w", err)
+	}
+	switch {
+	case mode == "off":
+		return errors.New("archive_mode is off: a base backup is useless without the WAL from its start to its end; set archive_mode = on and archive_command = 'walrus wal-push %p' (with this repository), restart PostgreSQL, and retry")
+	case info.InRecovery && mode != "always":
+		return fmt.Errorf("the server is a standby with archive_mode = %s: a backup from a standby needs archive_mode = always so that its WAL reaches the repository", mode)
+	}
+	return nil
+}
+
+// checkDataDir returns the data directory to back up: opts' PGDATA, or the
+// server's data_directory. It must hold the server's pg_control, and where
+// the server's data_directory is visible here it must be the same
+// directory: backing up a copy would be silently wrong.
+func checkDataDir(pgdata string, info pg.Info) (string, error) {
+	if pgdata == "" {
+		pgdata = info.DataDirectory
+	}
+	abs, err := filepath.Abs(pgdata)
+	if err != nil {
+		return "", fmt.Errorf("data directory %s: %w", pgdata, err)
+	}
+	ctl, err := pg.ReadControlFile(filepath.Join(abs, filepath.FromSlash(controlFilePath)))
+	if err != nil {
+		return "", fmt.Errorf("data directory %s: %w: give the data directory of the server walrus connects to (argument, pgdata or PGDATA)", abs, err)
+	}
+	if ctl.SystemIdentifier != info.SystemIdentifier {
+		return "", fmt.Errorf("data directory %s belongs to system %d, but the server walrus connects to is system %d: check PGDATA and the connection settings", abs, ctl.SystemIdentifier, info.SystemIdentifier)
+	}
+	mine, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("data directory %s: %w", abs, err)
+	}
+	if theirs, err := os.Stat(info.DataDirectory); err == nil && !os.SameFile(mine, theirs) {
+		return "", fmt.Errorf("data directory %s is not the server's data directory %s (a copy of the same cluster?): back up %s", abs, info.DataDirectory, info.DataDirectory)
+	}
+	return abs, nil
+}
+
+// readControlFile reads pg_control whole and checks its CRC, retrying a
+// torn read (TRAPS.md 12).
+func readControlFile(ctx context.Context, path string) ([]byte, fs.FileInfo, error) {
+	var lastErr error
+	for attempt := range 10 {
+		if attempt > 0 {
+			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+				return nil, nil, err
+			}
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", controlFilePath, err)
+		}
+		if fi.Size() > 1<<20 {
+			return nil, nil, fmt.Errorf("read %s: %d bytes, not a control file", controlFilePath, fi.Size())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", controlFilePath, err)
+		}
+		if _, err := pg.ParseControlFile(b); err != nil {
+			lastErr = err
+			if errors.Is(err, pg.ErrControlCRC) {
+				continue
+			}
+			return nil, nil, fmt.Errorf("read %s: %w", controlFilePath, err)
+		}
+		return b, fi, nil
+	}
+	return nil, nil, fmt.Errorf("read %s: %w (after 10 attempts)", controlFilePath, lastErr)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// nameTimeFormat is the time in a backup name: sortable, readable, UTC.
+const nameTimeFormat = "20060102T150405Z"
+
+// chooseName picks the backup's name, base_<start time>_<start segment>,
+// with a _2, _3... suffix if something is already stored under that name
+// (two backups that start in the same second and segment, or the leftover
+// parts of a failed one). Parts and the manifest are also create-only, so
+// a name can never overwrite another backup (TRAPS.md 10).
+func chooseName(ctx context.Context, st storage.Store, start time.Time, startWAL string) (string, error) {
+	base := "base_" + start.UTC().Format(nameTimeFormat) + "_" + startWAL
+	for i := 1; i <= 100; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s_%d", base, i)
+		}
+		used := false
+		err := st.List(ctx, repo.BackupsPrefix+name+"/", func(storage.ObjectInfo) error {
+			used = true
+			return errStopList
+		})
+		if err != nil && !errors.Is(err, errStopList) {
+			return "", fmt.Errorf("choose backup name: %w", err)
+		}
+		if !used {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("choose backup name: %s and 99 variants are all taken", base)
+}
+
+var errStopList = errors.New("stop listing")

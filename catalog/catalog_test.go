@@ -1,0 +1,181 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walrusdb/walrus/pg"
+	"github.com/walrusdb/walrus/repo"
+	"github.com/walrusdb/walrus/storage"
+	"github.com/walrusdb/walrus/storage/mem"
+)
+
+func validManifest(name string, sysid string, tli pg.TimelineID, start pg.LSN) *Manifest {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	m := &Manifest{}
+	m.FormatVersion = FormatVersion
+	m.Name = name
+	m.Kind = KindFull
+	m.SystemIdentifier = sysid
+	m.PGVersion = 150004
+	m.Timeline = tli
+	m.StartLSN, m.FinishLSN = start, start+0x100
+	m.StartTime, m.FinishTime = now, now.Add(time.Minute)
+	m.Codec = "lz4"
+	m.BackupLabel = "START WAL LOCATION: ...\n"
+	m.Tablespaces = []Tablespace{{OID: 16400, Name: "ts", Location: "/srv/ts"}}
+	sum := strings.Repeat("ab", 32)
+	m.Parts = []Part{{Name: "part_00001.tar", Key: repo.PartsPrefix(name) + "part_00001.tar.lz4", RawSize: 10240, StoredSize: 300, SHA256: sum}}
+	m.Files = []File{
+		{Path: "PG_VERSION", Kind: FileWhole, Size: 3, Mode: 0o600, MTime: now, Part: "part_00001.tar", Offset: 0, CRC32C: "0badcafe"},
+		{Path: "global", Kind: FileDir, Mode: 0o700, MTime: now},
+		{Path: "global/pg_control", Kind: FileWhole, Size: 8192, Mode: 0o600, MTime: now, Part: "part_00001.tar", Offset: 1024, CRC32C: "12345678"},
+		{Path: "pg_tblspc", Kind: FileDir, Mode: 0o700, MTime: now},
+		{Path: "pg_tblspc/16400", Kind: FileSymlink, Mode: 0o777, MTime: now, Link: "/srv/ts"},
+		{Path: "pg_tblspc/16400/PG_15_202209061", Kind: FileDir, Mode: 0o700, MTime: now},
+	}
+	m.DataSize = 8195
+	m.StoredSize = 300
+	return m
+}
+
+func TestEncodeDecode(t *testing.T) {
+	t.Parallel()
+	m := validManifest("base_a", "7300000000000000042", 1, 0x3000028)
+	var buf bytes.Buffer
+	if err := m.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(&buf)
+	if err != nil {
+		t.Fatalf("decode: %v\n%s", err, buf.String())
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v", got, m)
+	}
+	buf.Reset()
+	m.Encode(&buf)
+	for _, key := range []string{`"delta_from": null`, `"start_lsn": "0/3000028"`, `"mode":"0600"`, `"system_identifier": "7300000000000000042"`, `"kind": "full"`} {
+		if !strings.Contains(buf.String(), key) {
+			t.Errorf("manifest lacks %s:\n%s", key, buf.String())
+		}
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	t.Parallel()
+	cases := map[string]func(m *Manifest){
+		"future format":       func(m *Manifest) { m.FormatVersion = 99 },
+		"bad name":            func(m *Manifest) { m.Name = "../x" },
+		"bad sysid":           func(m *Manifest) { m.SystemIdentifier = "x" },
+		"unknown kind":        func(m *Manifest) { m.Kind = "partial" },
+		"full with base":      func(m *Manifest) { s := "b"; m.DeltaFrom = &s },
+		"finish before start": func(m *Manifest) { m.FinishLSN = m.StartLSN - 1 },
+		"no label":            func(m *Manifest) { m.BackupLabel = "" },
+		"absolute path":       func(m *Manifest) { m.Files[0].Path = "/PG_VERSION" },
+		"dot-dot":             func(m *Manifest) { m.Files[0].Path = "../PG_VERSION" },
+		"dot":                 func(m *Manifest) { m.Files[0].Path = "./PG_VERSION" },
+		"NUL":                 func(m *Manifest) { m.Files[0].Path = "PG\x00VERSION" },
+		"unsorted":            func(m *Manifest) { m.Files[0].Path = "zz" },
+		"duplicate":           func(m *Manifest) { m.Files[1] = m.Files[0] },
+		"missing parent":      func(m *Manifest) { m.Files = m.Files[2:] },
+		"unknown part":        func(m *Manifest) { m.Files[0].Part = "part_9" },
+		"bad crc":             func(m *Manifest) { m.Files[0].CRC32C = "xyz" },
+		"setuid mode":         func(m *Manifest) { m.Files[0].Mode = 0o4755 },
+		"part outside":        func(m *Manifest) { m.Parts[0].Key = "backups/other/parts/part_00001.tar.lz4" },
+		"part nested":         func(m *Manifest) { m.Parts[0].Key = repo.PartsPrefix(m.Name) + "part_00001.tar/x.lz4" },
+		"bad part sha":        func(m *Manifest) { m.Parts[0].SHA256 = "00" },
+		"no pg_control":       func(m *Manifest) { m.Files = append(m.Files[:2], m.Files[3:]...); m.DataSize = 3 },
+		"wrong data size":     func(m *Manifest) { m.DataSize++ },
+		"increment in full":   func(m *Manifest) { m.Files[0].Kind = FileIncrement },
+		"relative tablespace": func(m *Manifest) { m.Tablespaces[0].Location = "ts" },
+		"link not tablespace": func(m *Manifest) { m.Tablespaces = nil },
+		"relative link":       func(m *Manifest) { m.Files[4].Link = "ts" },
+		"under a plain symlink": func(m *Manifest) {
+			m.Files[4].Path = "pg_tblspc/x"
+			m.Files[5].Path = "pg_tblspc/x/y"
+		},
+	}
+	for name, edit := range cases {
+		m := validManifest("base_a", "1", 1, 0x3000028)
+		edit(m)
+		if err := m.Validate(); !errors.Is(err, ErrInvalidManifest) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidManifest", name, err)
+		}
+	}
+	if err := validManifest("base_a", "1", 1, 0x3000028).Validate(); err != nil {
+		t.Fatalf("a valid manifest: %v", err)
+	}
+}
+
+func TestListAndResolve(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	if bs, err := ListBackups(ctx, st); err != nil || len(bs) != 0 {
+		t.Fatalf("empty repository: %v %v", bs, err)
+	}
+	if _, err := Resolve(ctx, st, Latest); !errors.Is(err, ErrNoBackup) {
+		t.Fatalf("LATEST of an empty repository: %v", err)
+	}
+	// Names sort the other way round from (timeline, start LSN): the
+	// order must come from the manifests (TRAPS.md 24).
+	for _, m := range []*Manifest{
+		validManifest("base_c", "7", 1, 0x1000028),
+		validManifest("base_b", "7", 1, 0x5000028),
+		validManifest("base_a", "7", 2, 0x2000028),
+	} {
+		if err := WriteManifest(ctx, st, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A part key or a stray object is not a backup.
+	st.Put(ctx, "backups/base_x/parts/part_00001.tar.lz4", strings.NewReader("x"), storage.PutOptions{Size: 1})
+	st.Put(ctx, "backups/base_y/sub/manifest.json", strings.NewReader("x"), storage.PutOptions{Size: 1})
+	bs, err := ListBackups(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range bs {
+		names = append(names, b.Name)
+	}
+	if strings.Join(names, " ") != "base_c base_b base_a" {
+		t.Fatalf("order %v, want base_c base_b base_a", names)
+	}
+	m, err := Resolve(ctx, st, Latest)
+	if err != nil || m.Name != "base_a" {
+		t.Fatalf("LATEST = %v, %v", m, err)
+	}
+	if _, err := Resolve(ctx, st, "base_zz"); !errors.Is(err, ErrNoBackup) {
+		t.Fatalf("missing backup: %v", err)
+	}
+	// Create-only.
+	if err := WriteManifest(ctx, st, validManifest("base_a", "7", 2, 0x2000028)); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("overwrite: %v, want ErrExists", err)
+	}
+	// A damaged manifest fails the listing, naming it, rather than hiding
+	// a backup.
+	st.Put(ctx, repo.ManifestKey("base_d"), strings.NewReader("{"), storage.PutOptions{Size: 1})
+	if _, err := ListBackups(ctx, st); err == nil || !strings.Contains(err.Error(), "base_d") {
+		t.Fatalf("damaged manifest: %v", err)
+	}
+}
+
+func TestModeText(t *testing.T) {
+	t.Parallel()
+	var m Mode
+	if err := m.UnmarshalText([]byte("0750")); err != nil || m != 0o750 {
+		t.Fatalf("%o %v", m, err)
+	}
+	for _, bad := range []string{"", "9", "077777", "rwx"} {
+		if err := m.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("mode %q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,92 @@
+// Package catalog reads the repository: backup manifests, the list of
+// backups, and resolving a backup by name or as LATEST. Later: retention
+// plans, verification of backups and of WAL continuity.
+//
+// Words used here:
+//   - backup: a copy of a cluster's data directory taken between
+//     pg_backup_start and pg_backup_stop. It is consistent only after WAL
+//     replay from its start LSN to at least its finish LSN.
+//   - full backup: every file is stored in the backup's own parts.
+//   - delta backup: based on an older backup (delta_from); relation files
+//     are stored as increments (the changed pages) or marked unchanged, so
+//     a restore needs the chain down to its root full backup (delta_root).
+//   - part: one object of a backup's data, backups/<name>/parts/<part>.<codec>[.age]:
+//     a tar stream of whole files, compressed, then encrypted.
+//   - manifest: backups/<name>/manifest.json, the source of truth for what a
+//     backup holds (TRAPS.md 11): a restore is planned from it, never from a
+//     listing of the parts.
+//
+// # Manifest format (format_version 1)
+//
+// manifest.json is plaintext JSON (so that listing and delta planning need
+// no decryption key). It holds paths, sizes, modes and checksums, never
+// file contents. Top-level keys:
+//
+//	format_version     1
+//	name               the backup's name, e.g. base_20261121T193012Z_000000010000000000000004
+//	kind               "full" or "delta"
+//	delta_from         null for a full backup; the base backup's name for a delta
+//	delta_root         null for a full backup; the chain's root full backup
+//	system_identifier  the cluster's system identifier, as a decimal string
+//	pg_version         server_version_num, e.g. 150004
+//	timeline           the timeline the backup started on
+//	start_lsn          "X/Y": replay starts here (pg_backup_start)
+//	finish_lsn         "X/Y": replay must reach here (pg_backup_stop)
+//	start_wal_file     first WAL segment needed
+//	finish_wal_file    last WAL segment needed; both were in the repository
+//	                   before the manifest was written (TRAPS.md 14)
+//	start_time         RFC 3339, UTC, when pg_backup_start returned
+//	finish_time        RFC 3339, UTC, when the WAL was confirmed archived
+//	wal_segment_size   bytes
+//	data_checksums     whether pages carry checksums
+//	codec              compression codec name of the parts
+//	encrypted          whether the parts are age-encrypted
+//	data_size          sum of the restored sizes of all files
+//	stored_size        sum of the stored sizes of this backup's parts
+//	permanent          retention never removes a permanent backup
+//	backup_label       the backup_label text pg_backup_stop returned
+//	tablespace_map     the tablespace_map text ("" without tablespaces)
+//	tablespaces        [{oid, name, location}] user tablespaces
+//	files              one object per directory, tablespace link and file,
+//	                   ordered by path
+//	parts              one object per data object
+//
+// A files entry:
+//
+//	path    PGDATA-relative, slash-separated, clean; tablespace contents
+//	        are under pg_tblspc/<oid>/PG_15_<catversion>/...
+//	kind    "dir", "symlink" (only pg_tblspc/<oid>, to link),
+//	        "whole" (stored in part), "increment" or "unchanged" (delta
+//	        backups, issue 4)
+//	size    bytes once restored (a file that shrank while being read
+//	        records what was read; its tar entry is zero-padded to the
+//	        size announced in the tar header, and the padding is not
+//	        restored)
+//	mode    permission bits, octal string ("0600")
+//	mtime   modification time, RFC 3339
+//	link    for "symlink" the target; for an entry reached through a
+//	        symbolic link inside PGDATA (stored as what it points to), the
+//	        link's target, for the record
+//	source  the backup whose part holds the data; absent for this backup
+//	part    the part whose tar stream holds the file, under its path
+//	offset  offset of the file's tar header in the part's plaintext
+//	crc32c  CRC-32C (Castagnoli) of the restored content, 8 hex digits
+//
+// A parts entry: name ("part_00001.tar"), key (the full object key),
+// raw_size (plaintext tar bytes), stored_size (object bytes), sha256 (hex
+// SHA-256 of the plaintext tar stream).
+//
+// # Invariants
+//
+//   - A manifest is written once, create-only, after every part is stored
+//     and the WAL from start_wal_file to finish_wal_file is in the
+//     repository. Its presence is what makes a backup exist.
+//   - Every file of a restore is listed, with its size and checksum; every
+//     part with its sizes and checksum. A restore checks all of them.
+//   - Validate refuses any manifest that could make a restore write outside
+//     its target: absolute paths, "." or ".." components, entries under a
+//     symbolic link other than a tablespace link, symbolic links anywhere
+//     but pg_tblspc/<oid>.
+//   - Backups are ordered by (system identifier, timeline, start LSN) read
+//     from the manifests, never by names or object times (TRAPS.md 24).
+package catalog

@@ -1,0 +1,158 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/walrusdb/walrus/repo"
+	"github.com/walrusdb/walrus/storage"
+)
+
+// Latest is the name that Resolve reads as "the newest backup".
+const Latest = "LATEST"
+
+// ErrNoBackup means the repository holds no backup, or none of the name.
+var ErrNoBackup = errors.New("no such backup")
+
+// manifestSuffix ends every manifest key.
+const manifestSuffix = "/manifest.json"
+
+// ListBackups reads the manifest of every backup in the repository and
+// returns their summaries ordered by (system identifier, timeline, start
+// LSN), name last; never by names or object times (TRAPS.md 24). A backup
+// exists exactly when its manifest does. A manifest that cannot be read or
+// is invalid fails the listing with an error naming it, rather than
+// silently hiding a backup.
+func ListBackups(ctx context.Context, st storage.Store) ([]Backup, error) {
+	var names []string
+	err := st.List(ctx, repo.BackupsPrefix, func(o storage.ObjectInfo) error {
+		rest := strings.TrimPrefix(o.Key, repo.BackupsPrefix)
+		name, ok := strings.CutSuffix(rest, manifestSuffix)
+		if ok && !strings.Contains(name, "/") {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	out := make([]Backup, 0, len(names))
+	for _, name := range names {
+		b, err := readSummary(ctx, st, name)
+		if err != nil {
+			return nil, fmt.Errorf("list backups: %w (inspect backups/%s/; a backup whose manifest is damaged cannot be restored)", err, name)
+		}
+		out = append(out, b)
+	}
+	SortBackups(out)
+	return out, nil
+}
+
+// SortBackups orders backups by (system identifier, timeline, start LSN,
+// name).
+func SortBackups(bs []Backup) {
+	slices.SortStableFunc(bs, func(a, b Backup) int {
+		sa, _ := strconv.ParseUint(a.SystemIdentifier, 10, 64)
+		sb, _ := strconv.ParseUint(b.SystemIdentifier, 10, 64)
+		switch {
+		case sa != sb:
+			return cmp(sa, sb)
+		case a.Timeline != b.Timeline:
+			return cmp(a.Timeline, b.Timeline)
+		case a.StartLSN != b.StartLSN:
+			return cmp(a.StartLSN, b.StartLSN)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
+func cmp[T ~uint32 | ~uint64](a, b T) int {
+	if a < b {
+		return -1
+	}
+	return 1
+}
+
+// readSummary reads the header of a manifest. The whole manifest is read
+// and validated: a listed backup must be restorable as far as its manifest
+// can tell.
+func readSummary(ctx context.Context, st storage.Store, name string) (Backup, error) {
+	m, err := ReadManifest(ctx, st, name)
+	if err != nil {
+		return Backup{}, err
+	}
+	return m.Backup, nil
+}
+
+// ReadManifest reads and validates the manifest of backup name. A missing
+// manifest gives an error wrapping ErrNoBackup.
+func ReadManifest(ctx context.Context, st storage.Store, name string) (*Manifest, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	key := repo.ManifestKey(name)
+	rc, err := st.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("backup %s: %w (walrus backup-list shows the backups)", name, ErrNoBackup)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	m, err := Decode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if m.Name != name {
+		return nil, fmt.Errorf("read %s: %w: it names itself %q", key, ErrInvalidManifest, m.Name)
+	}
+	return m, nil
+}
+
+// Resolve returns the manifest of the backup called name, or of the newest
+// backup (the last in ListBackups order) for Latest.
+func Resolve(ctx context.Context, st storage.Store, name string) (*Manifest, error) {
+	if name != Latest {
+		return ReadManifest(ctx, st, name)
+	}
+	bs, err := ListBackups(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if len(bs) == 0 {
+		return nil, fmt.Errorf("%s: %w in the repository: take one with walrus backup-push", Latest, ErrNoBackup)
+	}
+	return ReadManifest(ctx, st, bs[len(bs)-1].Name)
+}
+
+// WriteManifest stores the manifest of a backup, create-only: a backup
+// that exists is never overwritten (TRAPS.md 10). It is the last write of
+// a backup; its presence is what makes the backup exist. The manifest is
+// plaintext JSON so that listing and delta planning need no identity; it
+// holds paths and sizes, never data.
+func WriteManifest(ctx context.Context, st storage.Store, m *Manifest) error {
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	key := repo.ManifestKey(m.Name)
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(m.Encode(pw))
+	}()
+	err := st.Put(ctx, key, pr, storage.PutOptions{IfNotExists: true, Size: -1})
+	// Unblock the encoder if Put returned without reading everything; it
+	// then ends at once.
+	pr.CloseWithError(errors.New("manifest upload ended"))
+	<-done
+	if err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/wal-g/tracelog"
+
+	"github.com/walrusdb/walrus/basebackup"
+)
+
+type backupPushOptions struct {
+	full             bool
+	spreadCheckpoint bool
+}
+
+func (o *backupPushOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.full, "full", false, "take a full backup (every backup is full until page-delta backups arrive)")
+	fs.BoolVar(&o.spreadCheckpoint, "spread-checkpoint", false, "let pg_backup_start wait for a spread checkpoint instead of an immediate one")
+}
+
+func newBackupPushCmd(g *globals) *cobra.Command {
+	var o backupPushOptions
+	cmd := &cobra.Command{
+		Use:   "backup-push [PGDATA]",
+		Short: "Take a base backup of the running cluster",
+		Long: `backup-push takes a base backup of the running cluster into the repository
+and prints its name on stdout. Run it on the database host: it reads the data
+directory (the argument, pgdata in the config, or PGDATA) and connects with
+postgres.dsn or the libpq variables (PGHOST, PGPORT, PGUSER, PGDATABASE,
+PGPASSWORD) as a superuser or a role allowed to run pg_backup_start.
+
+The cluster must archive its WAL into the same repository (archive_command =
+'walrus wal-push %p'): the backup exists only once the WAL from its start to
+its end is there. Parts are uploaded upload_concurrency at a time, cut at
+part_size; backup_rate_limit caps the read rate. A backup that fails or is
+interrupted leaves no backup behind and no backup open on the server. Only
+one backup of a cluster runs at a time.`,
+		Example: `  walrus --config /etc/walrus.yaml backup-push /var/lib/postgresql/15/main
+  PGHOST=/run/postgresql walrus backup-push --full`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError{fmt.Errorf("%s takes at most 1 argument (PGDATA), got %d", cmd.CommandPath(), len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBackupPush(cmd, g, o, args)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []string) error {
+	ctx := cmd.Context()
+	cfg, r, err := g.openRepo(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	pgdata := cfg.PGData
+	if len(args) == 1 {
+		pgdata = args[0]
+	}
+	opts := basebackup.Options{
+		Store:            r.Store,
+		Encoder:          r.Encoder,
+		PGData:           pgdata,
+		DSN:              cfg.Postgres.DSN,
+		PartSize:         cfg.PartSize,
+		Concurrency:      cfg.UploadConcurrency,
+		RateLimit:        cfg.BackupRateLimit,
+		SpreadCheckpoint: o.spreadCheckpoint,
+		Logf:             tracelog.DebugLogger.Printf,
+	}
+	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) {
+		opts.Progress = f
+	}
+	res, err := basebackup.Push(ctx, opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		tracelog.WarningLogger.Printf("backup-push %s: %s", res.Name, w)
+	}
+	tracelog.InfoLogger.Printf("backup-push %s: done in %s: %d files, %s of data, %s stored in %d parts, WAL %s to %s on timeline %d",
+		res.Name, res.Duration.Round(100_000_000), res.Files, sizeString(res.DataSize), sizeString(res.StoredSize), res.Parts, res.StartLSN, res.FinishLSN, res.Timeline)
+	fmt.Fprintln(g.stdout, res.Name)
+	return nil
+}
+
+// sizeString formats a byte count for people.
+func sizeString(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
