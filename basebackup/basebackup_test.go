@@ -659,14 +659,14 @@ func TestShrinkingFile(t *testing.T) {
 	up := &uploader{st: st, enc: testEncoder(t), backup: "b", partSize: 1 << 30, prog: newProgress(nil, "test")}
 	p := up.startPart(ctx)
 	buf := make([]byte, 4096) // smaller than the file: several reads
-	f, err := up.writeEntry(ctx, p, "base/1/16384", "", strings.NewReader(strings.Repeat("p", 10000)), 3*8192, 0o600, time.Now(), buf)
+	f, err := up.writeEntry(ctx, p, "base/1/16384", "", strings.NewReader(strings.Repeat("p", 10000)), 3*8192, 0o600, time.Now(), buf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Size != 10000 || f.CRC32C != crcOf(strings.Repeat("p", 10000)) {
 		t.Fatalf("entry = %+v, want the 10000 bytes read", f)
 	}
-	next, err := up.writeEntry(ctx, p, "base/1/16385", "", strings.NewReader("after"), 5, 0o600, time.Now(), buf)
+	next, err := up.writeEntry(ctx, p, "base/1/16385", "", strings.NewReader("after"), 5, 0o600, time.Now(), buf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,9 +679,13 @@ func TestShrinkingFile(t *testing.T) {
 	dest := t.TempDir()
 	pl := &plan{dest: dest, spcTarget: map[uint32]string{}}
 	os.MkdirAll(filepath.Join(dest, "base/1"), 0o700)
-	w := &restorer{pl: pl, m: &catalog.Manifest{}, st: st, dec: &repo.Decoder{}, prog: newProgress(nil, "test"), held: map[string][]byte{}}
-	files := map[string]*catalog.File{f.Path: f, next.Path: next}
-	if err := w.restorePart(ctx, up.parts[0], files); err != nil {
+	m := &catalog.Manifest{Files: []catalog.File{*f, *next}, Parts: up.parts}
+	chain, err := planChain([]*catalog.Manifest{m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &restorer{pl: pl, m: m, links: chain.links, chain: chain, st: st, dec: &repo.Decoder{}, prog: newProgress(nil, "test"), held: map[string][]byte{}}
+	if err := w.restorePart(ctx, 0, up.parts[0]); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dest, "base/1/16384")); string(b) != strings.Repeat("p", 10000) {
@@ -692,7 +696,7 @@ func TestShrinkingFile(t *testing.T) {
 	}
 
 	p = up.startPart(ctx)
-	_, err = up.writeEntry(ctx, p, "base/1/bad", "", io.MultiReader(strings.NewReader("x"), errReader{}), 100, 0o600, time.Now(), buf)
+	_, err = up.writeEntry(ctx, p, "base/1/bad", "", io.MultiReader(strings.NewReader("x"), errReader{}), 100, 0o600, time.Now(), buf, nil)
 	p.abort(errors.New("test over"))
 	if err == nil || !strings.Contains(err.Error(), "read base/1/bad") {
 		t.Fatalf("a read error gave %v", err)
@@ -702,3 +706,18 @@ func TestShrinkingFile(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("input/output error") }
+
+// TestRecoveryTargetTimeFormat: PostgreSQL rejects a "Z" zone suffix in
+// recovery_target_time; the time must carry a numeric offset.
+func TestRecoveryTargetTimeFormat(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 21, 19, 50, 0, 123456000, time.FixedZone("CET", 3600))
+	lines, err := Recovery{RestoreCommand: "walrus wal-fetch %f %p", Target: RecoveryTarget{Time: at}}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "recovery_target_time = '2026-11-21 18:50:00.123456+00:00'"
+	if !strings.Contains(strings.Join(lines, "\n"), want) {
+		t.Fatalf("settings lack %q:\n%s", want, strings.Join(lines, "\n"))
+	}
+}

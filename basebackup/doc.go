@@ -12,6 +12,12 @@
 //   - manifest: backups/<name>/manifest.json (package catalog).
 //   - backup session: the one PostgreSQL connection that runs
 //     pg_backup_start and pg_backup_stop; the backup belongs to it.
+//   - delta: a backup based on an older one (its base); its relation
+//     files are stored as increments (package delta) or as unchanged.
+//   - chain: a delta, its base, that backup's base, ... down to the full
+//     backup at the root. A restore of a delta reads the whole chain.
+//   - relation file: a segment file of a relation fork, recognised by its
+//     exact path (pg.ParseRelFilePath): base/, global/, tablespaces.
 //
 // # Push, step by step
 //
@@ -29,23 +35,46 @@
 //     name is base_<UTC start time>_<start WAL segment>, with _2, _3... if
 //     anything is stored under it already; parts and manifest are
 //     create-only, so no backup can overwrite another (TRAPS.md 10).
-//  5. Walk PGDATA and every tablespace, applying pg.BackupRule by exact
+//  5. Full or delta (chooseBase): unless Full, the backup is a delta of
+//     the newest backup of the cluster (or of DeltaFrom) when that base is
+//     usable: same system, major version, page size and data_checksums
+//     state; its chain complete in the repository; its timeline the
+//     current one, or an ancestor that the current lineage left after the
+//     base finished, per the .history file in the repository (TRAPS.md
+//     21); and, unless DeltaFrom is given, its chain shorter than
+//     DeltaMaxSteps deltas. Otherwise the backup is full and Infof says
+//     why.
+//  6. Walk PGDATA and every tablespace, applying pg.BackupRule by exact
 //     path (TRAPS.md 13): excluded contents, kept empty directories,
 //     tablespace links recorded with their targets, other symbolic links
 //     followed and their targets recorded.
-//  6. Upload: Concurrency workers each fill a tar part with whole files and
+//  7. Upload: Concurrency workers each fill a tar part with files and
 //     stream it through compress → encrypt → Store.Put as it is produced;
-//     a part is cut once it reaches PartSize. Each file's CRC-32C is
-//     computed as it is read. A file that vanished is left out; one that
-//     shrank is stored as read (its tar entry zero-padded, the manifest
-//     recording the bytes read); any other read error fails the backup.
-//  7. Read global/pg_control last, with a CRC check and retries of a torn
+//     a part is cut once it reaches PartSize, and started only when a file
+//     needs one. Each file's CRC-32C is computed as it is read. A file
+//     that vanished is left out; one that shrank is stored as read (its
+//     tar entry zero-padded, the manifest recording the bytes read); any
+//     other read error fails the backup. In a delta, a main-fork relation
+//     file that the base holds with a size no larger is read by
+//     delta.SelectPages (threshold: the base's START LSN, TRAPS.md 16) and
+//     stored as an increment of the selected pages, or, when none is
+//     selected and the size is the base's, as an "unchanged" manifest
+//     entry only. Everything else is stored whole: other files, the fsm,
+//     vm and init forks, relation files absent from the base or shorter
+//     than there (TRAPS.md 17, 18). The pages of every relation file are
+//     verified as they are read when the cluster has data checksums: a
+//     page failing twice (not explained as torn by a concurrent write,
+//     TRAPS.md 22) fails the backup after the upload, naming file and
+//     block, unless IgnoreChecksumErrors.
+//  8. Read global/pg_control last, with a CRC check and retries of a torn
 //     read (TRAPS.md 12), into a part of its own.
-//  8. pg_backup_stop(wait_for_archive => true); its backup_label and
-//     tablespace_map go into the manifest.
-//  9. Check that every WAL segment from the start to the stop segment (and
+//  9. pg_backup_stop(wait_for_archive => true); its backup_label and
+//     tablespace_map go into the manifest. A page read with an LSN past the
+//     LSN pg_backup_stop returns is impossible for this cluster: it was
+//     stored as read and is reported in Result.Warnings.
+//  10. Check that every WAL segment from the start to the stop segment (and
 //     the timeline's history file) is in the repository (TRAPS.md 14).
-//  10. Write the manifest, create-only. Only now does the backup exist.
+//  11. Write the manifest, create-only. Only now does the backup exist.
 //
 // On any failure or cancellation before step 10 there is no manifest, so
 // no backup; closing the session aborts the server's backup; the parts
@@ -55,18 +84,29 @@
 //
 //  1. Resolve the backup (a name or LATEST) and read its manifest, which
 //     catalog validates: clean relative paths, parents that are
-//     directories, symbolic links only as tablespace links.
+//     directories, symbolic links only as tablespace links. For a delta,
+//     read the manifests of its whole chain (catalog.ReadChain) and plan,
+//     from them alone, which copy of which file is read (planChain, see
+//     chain.go); a missing or inconsistent link is an error naming it.
 //  2. Plan the targets: Dest, and each tablespace's directory (its
 //     original location, or a new one from the tablespace map, by OID or
 //     location). Each must be absent or empty, none inside another;
 //     otherwise nothing is touched.
-//  3. Stat every part of the manifest; a missing part is an error naming
-//     it, before anything is written (TRAPS.md 11).
-//  4. Create the directories and tablespace links; download parts in
-//     parallel; every tar entry must be a regular file that the manifest
-//     places in that part (anything else is refused); each file is
-//     written with O_EXCL|O_NOFOLLOW, checked against its size and
-//     CRC-32C, chmod-ed, fsynced; each part's SHA-256 is checked.
+//  3. Stat every part of every manifest of the chain; a missing part is an
+//     error naming it and its backup, before anything is written
+//     (TRAPS.md 11).
+//  4. Create the directories and tablespace links (the newest manifest is
+//     the list: files deleted between backups do not appear); download
+//     parts in parallel, the backup restored first, then the parts of
+//     older links that hold a copy still needed; every tar entry must be
+//     a regular file that its manifest places in that part (anything else
+//     is refused); each file is written with O_EXCL|O_NOFOLLOW, its
+//     increments applied newest first with a delta.BlockSet so that every
+//     page is written once, from the newest backup holding it (TRAPS.md
+//     20), truncated to its size in the backup restored, chmod-ed,
+//     fsynced; each tar entry is checked against its size and CRC-32C,
+//     each increment against its own checksums, each part against its
+//     SHA-256.
 //  5. Write backup_label, tablespace_map (with the restored locations),
 //     walrus-restore.yaml when needed, and the recovery settings appended
 //     to postgresql.auto.conf; fsync directories, deepest first.
@@ -76,6 +116,7 @@
 //     never starts a half-restored directory.
 //
 // Memory stays bounded whatever the database size: a fixed number of parts
-// in flight, each with fixed buffers; only the manifest (one entry per
-// file) grows with the number of files.
+// in flight, each with fixed buffers; only the manifests (one entry per
+// file) grow with the number of files, and, while a delta chain is
+// restored, one bit per page of each file restored from several copies.
 package basebackup

@@ -91,11 +91,18 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 	if err != nil {
 		return FetchResult{}, fmt.Errorf("backup-fetch: %w", err)
 	}
-	if !m.IsFull() {
-		return FetchResult{}, fmt.Errorf("backup-fetch %s: a %s backup: restoring delta backups is not supported by this walrus yet", m.Name, m.Kind)
+	links, err := catalog.ReadChain(ctx, opts.Store, m)
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w; nothing was written: restore another backup (walrus backup-list shows them)", m.Name, err)
 	}
-	if m.Encrypted && opts.Decoder.Decryptor == nil {
-		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, repo.ErrNoIdentity)
+	chain, err := planChain(links)
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w; nothing was written: restore another backup (walrus backup-list shows them)", m.Name, err)
+	}
+	for _, l := range links {
+		if l.Encrypted && opts.Decoder.Decryptor == nil {
+			return FetchResult{}, fmt.Errorf("backup-fetch %s: backup %s: %w", m.Name, l.Name, repo.ErrNoIdentity)
+		}
 	}
 	if err := opts.Recovery.Target.Validate(&m.Backup); err != nil {
 		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
@@ -108,8 +115,10 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
 	}
 	concurrency := cmpOr(opts.Concurrency, DefaultConcurrency)
-	if err := checkParts(ctx, opts.Store, m, concurrency); err != nil {
-		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
+	for li, l := range links {
+		if err := checkParts(ctx, opts.Store, l, concurrency); err != nil {
+			return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, errChainLink(links, li, err))
+		}
 	}
 
 	// From here on we write.
@@ -130,8 +139,8 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 	if err := pl.makeTree(); err != nil {
 		return FetchResult{}, err
 	}
-	w := &restorer{pl: pl, m: m, st: opts.Store, dec: opts.Decoder, prog: prog, held: map[string][]byte{}}
-	if err := w.restoreParts(ctx, concurrency); err != nil {
+	w := &restorer{pl: pl, m: m, links: links, chain: chain, st: opts.Store, dec: opts.Decoder, prog: prog, held: map[string][]byte{}}
+	if err := w.restoreChain(ctx, concurrency); err != nil {
 		return FetchResult{}, err
 	}
 	if err := pl.writeRecoveryFiles(opts.Recovery); err != nil {
@@ -511,11 +520,13 @@ func (pl *plan) undo() {
 
 // restorer downloads parts and writes their files.
 type restorer struct {
-	pl   *plan
-	m    *catalog.Manifest
-	st   storage.Store
-	dec  *repo.Decoder
-	prog *progress
+	pl    *plan
+	m     *catalog.Manifest   // the backup restored, links[0]
+	links []*catalog.Manifest // its chain, newest first
+	chain *chainPlan
+	st    storage.Store
+	dec   *repo.Decoder
+	prog  *progress
 
 	mu   sync.Mutex
 	held map[string][]byte // files written last, by path
@@ -527,25 +538,24 @@ func (w *restorer) fileEntry(path string) catalog.File {
 	return w.m.Files[i]
 }
 
-// restoreParts downloads every part, concurrency at once.
-func (w *restorer) restoreParts(ctx context.Context, concurrency int) error {
-	byPart := map[string]map[string]*catalog.File{}
-	for i := range w.m.Files {
-		f := &w.m.Files[i]
-		if f.Kind != catalog.FileWhole {
-			continue
+// restoreChain streams the parts of each link of the chain, newest first,
+// concurrency parts at once: every part of the backup restored, and the
+// parts of older links that hold a copy still needed.
+func (w *restorer) restoreChain(ctx context.Context, concurrency int) error {
+	for li, l := range w.links {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(concurrency)
+		for _, p := range l.Parts {
+			if li > 0 && len(w.chain.needs[li][p.Name]) == 0 {
+				continue
+			}
+			g.Go(func() error { return errChainLink(w.links, li, w.restorePart(gctx, li, p)) })
 		}
-		if byPart[f.Part] == nil {
-			byPart[f.Part] = map[string]*catalog.File{}
+		if err := g.Wait(); err != nil {
+			return err
 		}
-		byPart[f.Part][f.Path] = f
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(concurrency)
-	for _, p := range w.m.Parts {
-		g.Go(func() error { return w.restorePart(gctx, p, byPart[p.Name]) })
-	}
-	if err := g.Wait(); err != nil {
+	if err := w.chain.checkComplete(); err != nil {
 		return err
 	}
 	for _, p := range []string{controlFilePath, versionFilePath} {
@@ -556,11 +566,15 @@ func (w *restorer) restoreParts(ctx context.Context, concurrency int) error {
 	return nil
 }
 
-// restorePart streams one part: decrypt, decompress, untar, write. Every
-// tar entry must be a regular file that the manifest places in this part;
-// every such file must appear, with its recorded size and CRC-32C; the
-// part's plaintext must match its recorded size and SHA-256.
-func (w *restorer) restorePart(ctx context.Context, part catalog.Part, files map[string]*catalog.File) error {
+// restorePart streams one part of link li of the chain: decrypt,
+// decompress, untar, write. Every tar entry must be a regular file or
+// increment that the link's manifest places in this part; every such entry
+// must appear; the part's plaintext must match its recorded size and
+// SHA-256. The entries the restore needs are written (checked against
+// their size and CRC-32C), the others skipped.
+func (w *restorer) restorePart(ctx context.Context, li int, part catalog.Part) error {
+	stored := w.chain.stored[li][part.Name]
+	needed := w.chain.needs[li][part.Name]
 	rc, err := w.dec.Open(ctx, w.st, part.Key)
 	if err != nil {
 		return fmt.Errorf("read part %s: %w", part.Name, err)
@@ -569,7 +583,6 @@ func (w *restorer) restorePart(ctx context.Context, part catalog.Part, files map
 	vr := repo.VerifyingReader(rc, "part "+part.Name, part.SHA256, part.RawSize)
 	tr := tar.NewReader(vr)
 	buf := make([]byte, copyBufferSize)
-	seen := 0
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -578,27 +591,30 @@ func (w *restorer) restorePart(ctx context.Context, part catalog.Part, files map
 		if err != nil {
 			return fmt.Errorf("read part %s: %w", part.Name, err)
 		}
-		f, ok := files[hdr.Name]
+		e, ok := stored[hdr.Name]
 		if !ok {
 			return fmt.Errorf("part %s: refusing tar entry %q: the manifest places no such file in this part", part.Name, hdr.Name)
 		}
 		if hdr.Typeflag != tar.TypeReg {
 			return fmt.Errorf("part %s: refusing tar entry %q: type %q is not a regular file", part.Name, hdr.Name, hdr.Typeflag)
 		}
-		if hdr.Size < f.Size {
-			return fmt.Errorf("part %s: tar entry %q holds %d bytes, the manifest says %d", part.Name, hdr.Name, hdr.Size, f.Size)
+		if (e.Kind == catalog.FileWhole && hdr.Size < e.Size) || (e.Kind == catalog.FileIncrement && hdr.Size != e.StoredSize) {
+			return fmt.Errorf("part %s: tar entry %q holds %d bytes, the manifest says otherwise", part.Name, hdr.Name, hdr.Size)
 		}
-		delete(files, hdr.Name)
-		if err := w.writeFile(ctx, part, f, io.LimitReader(tr, f.Size), buf); err != nil {
+		delete(stored, hdr.Name)
+		fr := needed[hdr.Name]
+		if fr == nil {
+			continue // a copy that a newer backup replaces
+		}
+		if err := w.applySource(ctx, li, part, fr, e, tr, buf); err != nil {
 			return err
 		}
-		seen++
 	}
 	// Read to the end so that the part's size and SHA-256 are checked.
 	if _, err := io.CopyBuffer(io.Discard, vr, buf); err != nil {
 		return fmt.Errorf("read part %s: %w", part.Name, err)
 	}
-	for p := range files {
+	for p := range stored {
 		return fmt.Errorf("part %s lacks %s, which the manifest places in it: the backup is damaged", part.Name, p)
 	}
 	return nil

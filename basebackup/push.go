@@ -42,6 +42,24 @@ type Options struct {
 	// Store is the repository; Encoder compresses and encrypts parts.
 	Store   storage.Store
 	Encoder *repo.Encoder
+	// Decoder reads the timeline history files that decide whether a
+	// backup on an older timeline can be a delta's base. nil reads only
+	// plaintext ones; an encrypted history without an identity makes the
+	// backup full.
+	Decoder *repo.Decoder
+	// Full takes a full backup whatever the repository holds.
+	Full bool
+	// DeltaFrom bases a delta on this backup (a name, or catalog.Latest
+	// for the newest); DeltaMaxSteps does not apply. "" lets Push choose:
+	// a delta on the newest backup while its chain holds fewer than
+	// DeltaMaxSteps deltas.
+	DeltaFrom string
+	// DeltaMaxSteps is the longest chain of deltas above a full backup
+	// that Push builds by itself; 0 or less means always full.
+	DeltaMaxSteps int
+	// IgnoreChecksumErrors stores pages that fail checksum verification
+	// twice as read, with a warning, instead of failing the backup.
+	IgnoreChecksumErrors bool
 	// PGData is the data directory. Empty: the server's data_directory.
 	// It must be the directory of the server DSN connects to.
 	PGData string
@@ -67,6 +85,10 @@ type Options struct {
 	Progress io.Writer
 	// Logf, when not nil, receives a line for each phase.
 	Logf func(format string, args ...any)
+	// Infof, when not nil, receives what an operator should read even
+	// without asking for details: why a full backup is taken instead of a
+	// delta.
+	Infof func(format string, args ...any)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -75,18 +97,24 @@ type Options struct {
 type Result struct {
 	// Name is the backup's name.
 	Name string
+	// Kind is catalog.KindFull or catalog.KindDelta; DeltaFrom is a
+	// delta's base and DeltaRoot the full backup at the root of its chain.
+	Kind                 string
+	DeltaFrom, DeltaRoot string
 	// StartLSN, FinishLSN and Timeline are the backup's WAL range.
 	StartLSN, FinishLSN pg.LSN
 	Timeline            pg.TimelineID
 	// DataSize and StoredSize are the bytes of files backed up and of
-	// parts stored.
-	DataSize, StoredSize int64
+	// parts stored; DeltaSize, for a delta, the bytes of whole files and
+	// increments it stores itself.
+	DataSize, StoredSize, DeltaSize int64
 	// Files and Parts count the files and the part objects.
 	Files, Parts int
 	// Duration is the wall time of the whole backup.
 	Duration time.Duration
 	// Warnings are things skipped that an operator may want to know about
-	// (special files, dangling links).
+	// (special files, dangling links), pages stored despite failing their
+	// checksum (IgnoreChecksumErrors), pages with impossible LSNs.
 	Warnings []string
 }
 
@@ -97,6 +125,13 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	if opts.Store == nil || opts.Encoder == nil {
 		return Result{}, errors.New("backup-push: no repository")
 	}
+	if opts.Full && opts.DeltaFrom != "" {
+		return Result{}, errors.New("backup-push: a full backup has no delta base: give either Full or DeltaFrom")
+	}
+	dec := opts.Decoder
+	if dec == nil {
+		dec = &repo.Decoder{}
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -104,6 +139,10 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	infof := opts.Infof
+	if infof == nil {
+		infof = logf
 	}
 	began := now()
 	partSize := cmpOr(opts.PartSize, DefaultPartSize)
@@ -130,7 +169,7 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	if err := checkServer(ctx, conn, info); err != nil {
 		return Result{}, fmt.Errorf("backup-push: %w", err)
 	}
-	pgdata, err := checkDataDir(opts.PGData, info)
+	pgdata, ctl, err := checkDataDir(opts.PGData, info)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup-push: %w", err)
 	}
@@ -159,9 +198,28 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 		return Result{}, fmt.Errorf("backup-push: %w", err)
 	}
 	logf("backup-push %s: started at %s on timeline %d", name, startLSN, tli)
+	choice, err := chooseBase(ctx, opts.Store, dec, opts, clusterFacts{
+		sysID:         info.SystemIdentifier,
+		pgVersion:     info.VersionNum,
+		dataChecksums: info.DataChecksums,
+		blockSize:     int(ctl.BlockSize),
+		timeline:      tli,
+		startLSN:      startLSN,
+		walSuffix:     opts.Encoder.Suffix(),
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+	}
+	rs := readSettings{verify: info.DataChecksums, blockSize: int(ctl.BlockSize), relSegSize: ctl.RelSegSize, startLSN: startLSN}
+	if choice.base != nil {
+		rs.delta = &deltaBase{m: choice.base}
+		infof("backup-push %s: a delta of %s (step %d of at most %d above the full backup %s): pages at or past %s", name, choice.base.Name, choice.steps, max(opts.DeltaMaxSteps, choice.steps), choice.root, choice.base.StartLSN)
+	} else if choice.reason != "" {
+		infof("backup-push %s: a full backup: %s", name, choice.reason)
+	}
 
 	prog := newProgress(opts.Progress, "backup "+name)
-	up := &uploader{st: opts.Store, enc: opts.Encoder, backup: name, partSize: partSize, limiter: newRateLimiter(opts.RateLimit), prog: prog}
+	up := &uploader{st: opts.Store, enc: opts.Encoder, backup: name, partSize: partSize, limiter: newRateLimiter(opts.RateLimit), prog: prog, read: rs}
 	keepParts := false
 	defer func() {
 		if err == nil {
@@ -189,21 +247,35 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	if cp.control.SystemIdentifier != info.SystemIdentifier {
 		return Result{}, fmt.Errorf("backup-push %s: %s belongs to system %d, the server is %d", name, controlFilePath, cp.control.SystemIdentifier, info.SystemIdentifier)
 	}
+	var pageWarnings []string
+	if err := up.found.checksumError(); err != nil {
+		if !opts.IgnoreChecksumErrors {
+			return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+		}
+		pageWarnings = up.found.checksumWarnings()
+	}
 
-	prog.setPhase("pg_backup_stop: waiting for PostgreSQL to archive the WAL")
-	logf("backup-push %s: pg_backup_stop, waiting for the WAL to be archived", name)
-	stop, err := pg.BackupStop(ctx, conn, true)
+	prog.setPhase("pg_backup_stop")
+	logf("backup-push %s: pg_backup_stop", name)
+	// wait_for_archive => false: PostgreSQL's own wait has no bound and
+	// hangs forever when archive_command fails. pg_backup_stop still
+	// switches the segment; waitForWAL then checks the repository itself,
+	// with a bound, and names the archiver's failure (TRAPS.md 14).
+	stop, err := pg.BackupStop(ctx, conn, false)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
 	}
 	finishWAL := pg.SegmentName(tli, pg.SegmentForLSN(max(stop.LSN, startLSN+1)-1, segSize), segSize)
 	prog.setPhase("checking the WAL in the repository")
+	prog.setPhase("waiting for the WAL in the repository")
 	if err := waitForWAL(ctx, opts.Store, opts.Encoder.Suffix(), tli, startLSN, stop.LSN, segSize, walTimeout); err != nil {
-		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+		return Result{}, fmt.Errorf("backup-push %s: %w%s", name, err, pg.ArchiverFailure(ctx, conn))
 	}
 	prog.setPhase("")
+	pageWarnings = append(pageWarnings, up.found.pastWarnings(stop.LSN)...)
 
 	m := cp.manifest(name, up.parts, spcNames)
+	setDelta(m, choice.base, int(ctl.BlockSize))
 	m.SystemIdentifier = strconv.FormatUint(info.SystemIdentifier, 10)
 	m.PGVersion = info.VersionNum
 	m.Timeline = tli
@@ -225,18 +297,24 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
 	}
 	stopProgress()
-	return Result{
+	res = Result{
 		Name:       name,
+		Kind:       m.Kind,
 		StartLSN:   startLSN,
 		FinishLSN:  stop.LSN,
 		Timeline:   tli,
 		DataSize:   m.DataSize,
 		StoredSize: m.StoredSize,
+		DeltaSize:  m.DeltaSize,
 		Files:      countFiles(m.Files),
 		Parts:      len(m.Parts),
 		Duration:   now().Sub(began),
-		Warnings:   append(cp.walked.warnings, up.warnings...),
-	}, nil
+		Warnings:   append(append(cp.walked.warnings, up.warnings...), pageWarnings...),
+	}
+	if m.DeltaFrom != nil {
+		res.DeltaFrom, res.DeltaRoot = *m.DeltaFrom, *m.DeltaRoot
+	}
+	return res, nil
 }
 
 func cmpOr[T int | int64 | time.Duration](v, def T) T {
@@ -322,6 +400,31 @@ func (c *copied) manifest(name string, parts []catalog.Part, spcs []pg.Tablespac
 	return m
 }
 
+// setDelta records the page size in m and, when base is not nil, makes m
+// a delta of it: its base, its chain's root, and what it stores itself
+// (its whole files and its increments).
+func setDelta(m *catalog.Manifest, base *catalog.Manifest, blockSize int) {
+	m.BlockSize = blockSize
+	if base == nil {
+		return
+	}
+	from, root := base.Name, base.Name
+	if !base.IsFull() {
+		root = *base.DeltaRoot
+	}
+	m.Kind = catalog.KindDelta
+	m.DeltaFrom, m.DeltaRoot = &from, &root
+	m.DeltaSize = 0
+	for _, f := range m.Files {
+		switch f.Kind {
+		case catalog.FileWhole:
+			m.DeltaSize += f.Size
+		case catalog.FileIncrement:
+			m.DeltaSize += f.StoredSize
+		}
+	}
+}
+
 func countFiles(fs []catalog.File) int {
 	n := 0
 	for _, f := range fs {
@@ -351,32 +454,36 @@ func checkServer(ctx context.Context, conn *pgx.Conn, info pg.Info) error {
 }
 
 // checkDataDir returns the data directory to back up: opts' PGDATA, or the
-// server's data_directory. It must hold the server's pg_control, and where
-// the server's data_directory is visible here it must be the same
-// directory: backing up a copy would be silently wrong.
-func checkDataDir(pgdata string, info pg.Info) (string, error) {
+// server's data_directory, and its pg_control, whose page size and segment
+// size the backup reads relation files with. It must hold the server's
+// pg_control, and where the server's data_directory is visible here it
+// must be the same directory: backing up a copy would be silently wrong.
+func checkDataDir(pgdata string, info pg.Info) (string, pg.ControlData, error) {
 	if pgdata == "" {
 		pgdata = info.DataDirectory
 	}
 	abs, err := filepath.Abs(pgdata)
 	if err != nil {
-		return "", fmt.Errorf("data directory %s: %w", pgdata, err)
+		return "", pg.ControlData{}, fmt.Errorf("data directory %s: %w", pgdata, err)
 	}
 	ctl, err := pg.ReadControlFile(filepath.Join(abs, filepath.FromSlash(controlFilePath)))
 	if err != nil {
-		return "", fmt.Errorf("data directory %s: %w: give the data directory of the server walrus connects to (argument, pgdata or PGDATA)", abs, err)
+		return "", pg.ControlData{}, fmt.Errorf("data directory %s: %w: give the data directory of the server walrus connects to (argument, pgdata or PGDATA)", abs, err)
 	}
 	if ctl.SystemIdentifier != info.SystemIdentifier {
-		return "", fmt.Errorf("data directory %s belongs to system %d, but the server walrus connects to is system %d: check PGDATA and the connection settings", abs, ctl.SystemIdentifier, info.SystemIdentifier)
+		return "", pg.ControlData{}, fmt.Errorf("data directory %s belongs to system %d, but the server walrus connects to is system %d: check PGDATA and the connection settings", abs, ctl.SystemIdentifier, info.SystemIdentifier)
 	}
 	mine, err := os.Stat(abs)
 	if err != nil {
-		return "", fmt.Errorf("data directory %s: %w", abs, err)
+		return "", pg.ControlData{}, fmt.Errorf("data directory %s: %w", abs, err)
 	}
 	if theirs, err := os.Stat(info.DataDirectory); err == nil && !os.SameFile(mine, theirs) {
-		return "", fmt.Errorf("data directory %s is not the server's data directory %s (a copy of the same cluster?): back up %s", abs, info.DataDirectory, info.DataDirectory)
+		return "", pg.ControlData{}, fmt.Errorf("data directory %s is not the server's data directory %s (a copy of the same cluster?): back up %s", abs, info.DataDirectory, info.DataDirectory)
 	}
-	return abs, nil
+	if !pg.ValidBlockSize(int(ctl.BlockSize)) || ctl.RelSegSize == 0 {
+		return "", pg.ControlData{}, fmt.Errorf("data directory %s: pg_control records page size %d and segment size %d blocks, which walrus cannot read", abs, ctl.BlockSize, ctl.RelSegSize)
+	}
+	return abs, ctl, nil
 }
 
 // readControlFile reads pg_control whole and checks its CRC, retrying a

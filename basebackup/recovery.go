@@ -116,7 +116,7 @@ func (r Recovery) settings() ([]string, error) {
 	case t.Immediate:
 		lines = append(lines, "recovery_target = 'immediate'")
 	case !t.Time.IsZero():
-		lines = append(lines, "recovery_target_time = "+confQuote(t.Time.UTC().Format("2006-01-02 15:04:05.999999Z07:00")))
+		lines = append(lines, "recovery_target_time = "+confQuote(t.Time.UTC().Format("2006-01-02 15:04:05.999999-07:00")))
 	case t.LSN != 0:
 		lines = append(lines, "recovery_target_lsn = "+confQuote(t.LSN.String()))
 	case t.Name != "":

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walrusdb/walrus/catalog"
+	"github.com/walrusdb/walrus/delta"
+	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
 	"github.com/walrusdb/walrus/storage"
 )
@@ -48,7 +50,9 @@ type uploader struct {
 	partSize int64
 	limiter  *rateLimiter
 	prog     *progress
+	read     readSettings
 	seq      atomic.Int64
+	found    findings
 
 	mu       sync.Mutex
 	parts    []catalog.Part
@@ -171,7 +175,9 @@ func (u *uploader) upload(ctx context.Context, jobs []entry, workers int) ([]*ca
 }
 
 // worker takes files from next and appends them to its current part,
-// cutting a new part when the current one reaches partSize.
+// cutting a new part when the current one reaches partSize. A part is
+// started only when a file needs one, so a delta whose files are all
+// unchanged stores no empty parts.
 func (u *uploader) worker(ctx context.Context, jobs []entry, out []*catalog.File, next <-chan int) (err error) {
 	var p *partWriter
 	defer func() {
@@ -184,20 +190,23 @@ func (u *uploader) worker(ctx context.Context, jobs []entry, out []*catalog.File
 		}
 		err = u.finishPart(p)
 	}()
+	part := func() *partWriter {
+		if p == nil {
+			p = u.startPart(ctx)
+		}
+		return p
+	}
 	buf := make([]byte, copyBufferSize)
 	for i := range next {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if p == nil {
-			p = u.startPart(ctx)
-		}
-		f, err := u.addFile(ctx, p, jobs[i], buf)
+		f, err := u.addFile(ctx, part, jobs[i], buf)
 		if err != nil {
 			return err
 		}
 		out[i] = f
-		if p.count.n >= u.partSize {
+		if p != nil && p.count.n >= u.partSize {
 			cur := p
 			p = nil
 			if err := u.finishPart(cur); err != nil {
@@ -208,12 +217,16 @@ func (u *uploader) worker(ctx context.Context, jobs []entry, out []*catalog.File
 	return nil
 }
 
-// addFile appends one file to the part. It reads at most the size the
-// file has when it is opened (WAL replay repairs what changes after); a
-// file that shrinks while read is fine: the bytes read are recorded and
-// the tar entry is padded with zeros to the size its header announced. A
-// file that vanished gives nil; any other read error fails.
-func (u *uploader) addFile(ctx context.Context, p *partWriter, e entry, buf []byte) (*catalog.File, error) {
+// addFile stores one file in the part that part returns: whole, or in a
+// delta, a relation file's main fork as an increment over the base, or as
+// only a manifest entry when unchanged (see addRelation). It reads at most
+// the size the file has when it is opened (WAL replay repairs what changes
+// after); a file that shrinks while read is fine: the bytes read are
+// recorded and the tar entry is padded with zeros to the size its header
+// announced. A file that vanished gives nil; any other read error fails.
+// The pages of relation files are verified as they are read (when the
+// cluster has data checksums); failures are collected in u.found.
+func (u *uploader) addFile(ctx context.Context, part func() *partWriter, e entry, buf []byte) (*catalog.File, error) {
 	f, err := os.Open(e.src)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -230,14 +243,111 @@ func (u *uploader) addFile(ctx context.Context, p *partWriter, e entry, buf []by
 		u.warn(fmt.Sprintf("skipped %s: no longer a regular file", e.rel))
 		return nil, nil
 	}
-	return u.writeEntry(ctx, p, e.rel, e.link, f, fi.Size(), fi.Mode().Perm(), fi.ModTime(), buf)
+	rf, isRel := pg.ParseRelFilePath(e.rel)
+	if !isRel || u.read.blockSize == 0 {
+		return u.writeEntry(ctx, part(), e.rel, e.link, f, fi.Size(), fi.Mode().Perm(), fi.ModTime(), buf, nil)
+	}
+	if d := u.read.delta; d != nil && rf.IsDataFork() {
+		// Stored whole instead: a file absent from the base, or one that
+		// shrank since (truncation then an unlogged zero-extension must
+		// not bring old pages back; TRAPS.md 18).
+		if base := d.file(e.rel); base != nil && fi.Size() >= base.Size {
+			return u.addRelation(ctx, part, e, f, fi, rf, base)
+		}
+	}
+	chk := newPageChecker(f, rf, u.read)
+	out, err := u.writeEntry(ctx, part(), e.rel, e.link, f, fi.Size(), fi.Mode().Perm(), fi.ModTime(), buf, chk)
+	if err != nil {
+		return nil, err
+	}
+	u.found.add(e.rel, chk.failed, &chk.lsn, u.read.startLSN)
+	return out, nil
+}
+
+// addRelation stores the main fork segment file f of a delta backup, which
+// the base holds with a size no larger: the pages whose LSN is at or past
+// the base's start LSN (TRAPS.md 16) and every page whose LSN cannot be
+// trusted, as an increment (package delta); or, when no page is selected
+// and the size is the base's, only a manifest entry, unchanged. The file
+// is read by delta.SelectPages, then the selected pages again by
+// delta.WriteIncrement (from the page cache, normally).
+func (u *uploader) addRelation(ctx context.Context, part func() *partWriter, e entry, f *os.File, fi fs.FileInfo, rf pg.RelFile, base *catalog.File) (*catalog.File, error) {
+	d := u.read.delta
+	bs := u.read.blockSize
+	size := fi.Size()
+	lsn := &lsnTracker{bs: bs}
+	sel, err := delta.SelectPages(ctx, &trackedFile{ctx: ctx, f: f, u: u, count: true, lsn: lsn}, size, delta.SelectOptions{
+		BlockSize:       bs,
+		Threshold:       d.m.StartLSN,
+		StartLSN:        u.read.startLSN,
+		VerifyChecksums: u.read.verify,
+		RelFile:         rf,
+		RelSegSize:      u.read.relSegSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(sel.Blocks) == 0 && size == base.Size {
+		u.found.add(e.rel, sel.ChecksumFailures, lsn, u.read.startLSN)
+		u.prog.addFile()
+		return &catalog.File{
+			Path:   e.rel,
+			Kind:   catalog.FileUnchanged,
+			Size:   size,
+			Mode:   catalog.Mode(fi.Mode().Perm()),
+			MTime:  fi.ModTime().UTC(),
+			Link:   e.link,
+			Source: d.source(base),
+		}, nil
+	}
+	p := part()
+	if err := p.tw.Flush(); err != nil {
+		return nil, fmt.Errorf("write part %s: %w", p.name, err)
+	}
+	offset := p.count.n
+	incSize := catalog.MinIncrementSize + int64(len(sel.Blocks))*int64(4+bs)
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     e.rel,
+		Size:     incSize,
+		Mode:     int64(fi.Mode().Perm()),
+		ModTime:  fi.ModTime().Truncate(time.Second),
+	}
+	if err := p.tw.WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("write part %s: %s: %w", p.name, e.rel, err)
+	}
+	crc := crc32.New(castagnoli)
+	n, err := delta.WriteIncrement(io.MultiWriter(p.tw, crc), &trackedFile{ctx: ctx, f: f, u: u, lsn: lsn}, sel, bs)
+	if err != nil {
+		return nil, fmt.Errorf("write part %s: %w", p.name, err)
+	}
+	if n != incSize {
+		return nil, fmt.Errorf("write part %s: increment of %s is %d bytes, %d announced", p.name, e.rel, n, incSize)
+	}
+	u.found.add(e.rel, sel.ChecksumFailures, lsn, u.read.startLSN)
+	u.prog.addFile()
+	return &catalog.File{
+		Path:       e.rel,
+		Kind:       catalog.FileIncrement,
+		Size:       size,
+		Mode:       catalog.Mode(fi.Mode().Perm()),
+		MTime:      fi.ModTime().UTC(),
+		Link:       e.link,
+		Part:       p.name,
+		Offset:     offset,
+		CRC32C:     crcString(crc.Sum32()),
+		StoredSize: incSize,
+		Blocks:     int64(len(sel.Blocks)),
+	}, nil
 }
 
 // writeEntry appends one tar entry announcing size bytes and copies at
 // most size bytes from r into it. If r ends early (the file shrank while
 // it was read), the entry is padded with zeros to size and the manifest
 // entry records the bytes actually read: a restore writes exactly those.
-func (u *uploader) writeEntry(ctx context.Context, p *partWriter, rel, link string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time, buf []byte) (*catalog.File, error) {
+// With chk, r is read in whole chunks of len(buf) (a multiple of the block
+// size) and chk checks each chunk's pages before they are stored.
+func (u *uploader) writeEntry(ctx context.Context, p *partWriter, rel, link string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time, buf []byte, chk *pageChecker) (*catalog.File, error) {
 	if err := p.tw.Flush(); err != nil {
 		return nil, fmt.Errorf("write part %s: %w", p.name, err)
 	}
@@ -264,7 +374,15 @@ func (u *uploader) writeEntry(ctx context.Context, p *partWriter, rel, link stri
 		if err := u.limiter.wait(ctx, want); err != nil {
 			return nil, err
 		}
-		k, rerr := r.Read(buf[:want])
+		k, rerr := io.ReadFull(r, buf[:want])
+		if errors.Is(rerr, io.ErrUnexpectedEOF) {
+			rerr = io.EOF
+		}
+		if k > 0 && chk != nil {
+			if err := chk.check(buf[:k], n); err != nil {
+				return nil, err
+			}
+		}
 		if k > 0 {
 			if _, err := p.tw.Write(buf[:k]); err != nil {
 				return nil, fmt.Errorf("write part %s: %s: %w", p.name, rel, err)
@@ -307,7 +425,7 @@ func (u *uploader) writeEntry(ctx context.Context, p *partWriter, rel, link stri
 // addControlFile stores pg_control, read last, in a part of its own.
 func (u *uploader) addControlFile(ctx context.Context, data []byte, mode fs.FileMode, mtime time.Time) (*catalog.File, error) {
 	p := u.startPart(ctx)
-	f, err := u.writeEntry(ctx, p, controlFilePath, "", bytes.NewReader(data), int64(len(data)), mode.Perm(), mtime, make([]byte, 64<<10))
+	f, err := u.writeEntry(ctx, p, controlFilePath, "", bytes.NewReader(data), int64(len(data)), mode.Perm(), mtime, make([]byte, 64<<10), nil)
 	if err != nil {
 		p.abort(err)
 		return nil, err

@@ -18,9 +18,8 @@ const walPollInterval = 2 * time.Second
 // waitForWAL returns once every WAL segment from the one holding start to
 // the one holding the last byte before stop, on timeline tli, is in the
 // repository, and for a timeline above 1 its history file too (TRAPS.md
-// 14). pg_backup_stop(wait_for_archive) has normally made sure of it
-// already; this checks the repository itself, which is what a restore will
-// read, and waits up to timeout for an archiver that is behind.
+// 14). It checks the repository itself, which is what a restore will read,
+// and waits up to timeout for the archiver.
 func waitForWAL(ctx context.Context, st storage.Store, suffix string, tli pg.TimelineID, start, stop pg.LSN, segSize uint64, timeout time.Duration) error {
 	var need []string
 	if tli > 1 {

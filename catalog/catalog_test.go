@@ -179,3 +179,106 @@ func TestModeText(t *testing.T) {
 		}
 	}
 }
+
+// deltaManifest is a valid delta of base holding one increment and one
+// unchanged file.
+func deltaManifest(name string, base *Manifest, start pg.LSN) *Manifest {
+	m := validManifest(name, base.SystemIdentifier, base.Timeline, start)
+	from, root := base.Name, base.Name
+	if !base.IsFull() {
+		root = *base.DeltaRoot
+	}
+	m.Kind, m.DeltaFrom, m.DeltaRoot = KindDelta, &from, &root
+	m.BlockSize = 8192
+	now := m.StartTime
+	m.Files = append(m.Files[:2],
+		File{Path: "global/1262", Kind: FileIncrement, Size: 3 * 8192, Mode: 0o600, MTime: now, Part: "part_00001.tar", Offset: 512, CRC32C: "0badcafe", StoredSize: MinIncrementSize + 2*(4+8192), Blocks: 2},
+		File{Path: "global/1263", Kind: FileUnchanged, Size: 8192, Mode: 0o600, MTime: now, Source: base.Name},
+		m.Files[2], m.Files[3], m.Files[4], m.Files[5])
+	m.DataSize = 8195 + 4*8192
+	m.DeltaSize = 3 + 8192 + MinIncrementSize + 2*(4+8192)
+	return m
+}
+
+func TestValidateDelta(t *testing.T) {
+	t.Parallel()
+	full := validManifest("base_a", "1", 1, 0x3000028)
+	if err := deltaManifest("base_b", full, 0x5000028).Validate(); err != nil {
+		t.Fatalf("a valid delta: %v", err)
+	}
+	cases := map[string]func(m *Manifest){
+		"no base":                func(m *Manifest) { m.DeltaFrom = nil },
+		"based on itself":        func(m *Manifest) { s := m.Name; m.DeltaFrom = &s },
+		"no block size":          func(m *Manifest) { m.BlockSize = 0 },
+		"wrong delta size":       func(m *Manifest) { m.DeltaSize++ },
+		"increment stored size":  func(m *Manifest) { m.Files[2].StoredSize++ },
+		"increment too many":     func(m *Manifest) { m.Files[2].Blocks = 4; m.Files[2].StoredSize = MinIncrementSize + 4*(4+8192) },
+		"increment in no part":   func(m *Manifest) { m.Files[2].Part = "" },
+		"unchanged no source":    func(m *Manifest) { m.Files[3].Source = "" },
+		"unchanged from itself":  func(m *Manifest) { m.Files[3].Source = m.Name },
+		"unchanged with a part":  func(m *Manifest) { m.Files[3].Part = "part_00001.tar" },
+		"whole from elsewhere":   func(m *Manifest) { m.Files[0].Source = "base_a" },
+		"full with a delta size": func(m *Manifest) { m.Kind, m.DeltaFrom, m.DeltaRoot = KindFull, nil, nil },
+	}
+	for name, edit := range cases {
+		m := deltaManifest("base_b", full, 0x5000028)
+		edit(m)
+		if err := m.Validate(); !errors.Is(err, ErrInvalidManifest) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidManifest", name, err)
+		}
+	}
+}
+
+func TestReadChain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	full := validManifest("base_a", "7", 1, 0x3000028)
+	d1 := deltaManifest("base_b", full, 0x5000028)
+	d2 := deltaManifest("base_c", d1, 0x7000028)
+	for _, m := range []*Manifest{full, d1, d2} {
+		if err := WriteManifest(ctx, st, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chain, err := ReadChain(ctx, st, d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range chain {
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, " ") != "base_c base_b base_a" {
+		t.Fatalf("chain %v", names)
+	}
+	if chain, err := ReadChain(ctx, st, full); err != nil || len(chain) != 1 {
+		t.Fatalf("chain of a full backup: %v %v", chain, err)
+	}
+	bs, _ := ListBackups(ctx, st)
+	if len(bs) != 3 || *bs[2].DeltaRoot != "base_a" || *bs[2].DeltaFrom != "base_b" || bs[2].DeltaSize == 0 {
+		t.Fatalf("listing: %+v", bs)
+	}
+
+	// Links that do not fit.
+	for name, edit := range map[string]func(m *Manifest){
+		"another system":          func(m *Manifest) { m.SystemIdentifier = "8" },
+		"finished after it began": func(m *Manifest) { m.StartLSN = 0x4000000 },
+		"another root":            func(m *Manifest) { s := "base_z"; m.DeltaRoot = &s },
+		"another page size":       func(m *Manifest) { m.BlockSize = 16384 },
+	} {
+		m := deltaManifest("base_x", d1, 0x7000028)
+		edit(m)
+		if m.StartLSN == 0x4000000 {
+			m.FinishLSN = 0x4000100
+		}
+		if _, err := ReadChain(ctx, st, m); !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), "base_b") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// A missing link is named.
+	st.Delete(ctx, repo.ManifestKey("base_b"))
+	if _, err := ReadChain(ctx, st, d2); !errors.Is(err, ErrBrokenChain) || !errors.Is(err, ErrNoBackup) || !strings.Contains(err.Error(), "base_b") {
+		t.Fatalf("missing link: %v", err)
+	}
+}

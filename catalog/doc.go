@@ -1,5 +1,6 @@
 // Package catalog reads the repository: backup manifests, the list of
-// backups, and resolving a backup by name or as LATEST. Later: retention
+// backups, resolving a backup by name or as LATEST, and the chain of a
+// delta backup (ReadChain). Later: retention
 // plans, verification of backups and of WAL continuity.
 //
 // Words used here:
@@ -39,10 +40,14 @@
 //	finish_time        RFC 3339, UTC, when the WAL was confirmed archived
 //	wal_segment_size   bytes
 //	data_checksums     whether pages carry checksums
+//	block_size         the cluster's page size; required in a delta
 //	codec              compression codec name of the parts
 //	encrypted          whether the parts are age-encrypted
 //	data_size          sum of the restored sizes of all files
 //	stored_size        sum of the stored sizes of this backup's parts
+//	delta_size         a delta's own data: sum of its whole files' sizes
+//	                   and of its increments' stored_size (absent in a
+//	                   full backup)
 //	permanent          retention never removes a permanent backup
 //	backup_label       the backup_label text pg_backup_stop returned
 //	tablespace_map     the tablespace_map text ("" without tablespaces)
@@ -56,8 +61,11 @@
 //	path    PGDATA-relative, slash-separated, clean; tablespace contents
 //	        are under pg_tblspc/<oid>/PG_15_<catversion>/...
 //	kind    "dir", "symlink" (only pg_tblspc/<oid>, to link),
-//	        "whole" (stored in part), "increment" or "unchanged" (delta
-//	        backups, issue 4)
+//	        "whole" (stored in part), "increment" (a relation file's
+//	        changed pages, stored in part in the format of package delta,
+//	        over the same path in delta_from) or "unchanged" (no data:
+//	        the same path in delta_from, same size, no page changed);
+//	        the last two only in a delta
 //	size    bytes once restored (a file that shrank while being read
 //	        records what was read; its tar entry is zero-padded to the
 //	        size announced in the tar header, and the padding is not
@@ -67,10 +75,17 @@
 //	link    for "symlink" the target; for an entry reached through a
 //	        symbolic link inside PGDATA (stored as what it points to), the
 //	        link's target, for the record
-//	source  the backup whose part holds the data; absent for this backup
-//	part    the part whose tar stream holds the file, under its path
+//	source  for "unchanged": the nearest older backup of the chain that
+//	        stores data for the path (whole or increment)
+//	part    the part whose tar stream holds the file or increment, under
+//	        its path
 //	offset  offset of the file's tar header in the part's plaintext
-//	crc32c  CRC-32C (Castagnoli) of the restored content, 8 hex digits
+//	crc32c  CRC-32C (Castagnoli) of the tar entry's bytes, 8 hex digits:
+//	        the restored content for "whole", the increment for
+//	        "increment"
+//	stored_size  for "increment": its size in bytes (36 + blocks ×
+//	        (4 + block_size))
+//	blocks  for "increment": the number of pages it holds
 //
 // A parts entry: name ("part_00001.tar"), key (the full object key),
 // raw_size (plaintext tar bytes), stored_size (object bytes), sha256 (hex
@@ -89,4 +104,11 @@
 //     but pg_tblspc/<oid>.
 //   - Backups are ordered by (system identifier, timeline, start LSN) read
 //     from the manifests, never by names or object times (TRAPS.md 24).
+//   - A delta's chain (delta_from, then its delta_from, ...) ends at the
+//     full backup delta_root; every link is of the same system, finished
+//     before the backup based on it started, and has the same block size.
+//     A restore of a delta is planned from the chain's manifests alone:
+//     following a path down the chain, each "unchanged" entry leads to the
+//     backup its source names, each "increment" to the next link, until a
+//     "whole" entry or an increment that holds every page of the file.
 package catalog

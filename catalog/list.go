@@ -156,3 +156,55 @@ func WriteManifest(ctx context.Context, st storage.Store, m *Manifest) error {
 	}
 	return nil
 }
+
+// MaxChainLength bounds the links ReadChain follows, so that a loop of
+// delta_from names in damaged manifests ends.
+const MaxChainLength = 1000
+
+// ErrBrokenChain is wrapped by the errors of ReadChain that mean the chain
+// of a delta backup cannot be restored: a link missing, damaged, or not
+// fitting the backup based on it.
+var ErrBrokenChain = errors.New("broken delta chain")
+
+// ReadChain returns the manifests a restore of m needs, newest first: m,
+// the backup it is based on, and so on down to its root full backup. Each
+// link must exist, be valid, belong to the same cluster, start before the
+// backup based on it and agree on the chain's root and block size.
+// Errors wrap ErrBrokenChain (and ErrNoBackup for a missing link) and name
+// the link and the backup that needs it. Nothing but manifests is read.
+func ReadChain(ctx context.Context, st storage.Store, m *Manifest) ([]*Manifest, error) {
+	chain := []*Manifest{m}
+	seen := map[string]bool{m.Name: true}
+	for cur := m; !cur.IsFull(); {
+		if len(chain) > MaxChainLength {
+			return nil, fmt.Errorf("%w: backup %s: more than %d links", ErrBrokenChain, m.Name, MaxChainLength)
+		}
+		name := *cur.DeltaFrom
+		if seen[name] {
+			return nil, fmt.Errorf("%w: backup %s: the chain comes back to %s", ErrBrokenChain, m.Name, name)
+		}
+		seen[name] = true
+		base, err := ReadManifest(ctx, st, name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: backup %s is based on %s, which cannot be read: %w", ErrBrokenChain, cur.Name, name, err)
+		}
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("%w: backup %s is based on %s, which %s", ErrBrokenChain, cur.Name, name, fmt.Sprintf(format, args...))
+		}
+		switch {
+		case base.SystemIdentifier != cur.SystemIdentifier:
+			return nil, bad("belongs to system %s, not %s", base.SystemIdentifier, cur.SystemIdentifier)
+		case base.FinishLSN > cur.StartLSN:
+			return nil, bad("finished at %s, after %s started at %s", base.FinishLSN, cur.Name, cur.StartLSN)
+		case base.IsFull() && base.Name != *cur.DeltaRoot:
+			return nil, bad("is a full backup, but the chain's root is recorded as %s", *cur.DeltaRoot)
+		case !base.IsFull() && *base.DeltaRoot != *cur.DeltaRoot:
+			return nil, bad("has root %s, but %s records root %s", *base.DeltaRoot, cur.Name, *cur.DeltaRoot)
+		case base.BlockSize != 0 && base.BlockSize != cur.BlockSize:
+			return nil, bad("has %d-byte pages, not %d", base.BlockSize, cur.BlockSize)
+		}
+		chain = append(chain, base)
+		cur = base
+	}
+	return chain, nil
+}

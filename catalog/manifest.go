@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,14 +35,16 @@ const (
 	// FileSymlink is a tablespace link, pg_tblspc/<oid>, to Link. No other
 	// path may be a symlink in a manifest.
 	FileSymlink = "symlink"
-	// FileWhole is a regular file stored whole in Part of this backup (or
-	// of Source).
+	// FileWhole is a regular file stored whole in Part of this backup.
 	FileWhole = "whole"
-	// FileIncrement is a relation file stored as a page increment over the
-	// same path in the chain below (issue 4; see package delta).
+	// FileIncrement is a relation file stored in Part of this backup as a
+	// page increment (package delta) over the same path in the backup this
+	// one is based on.
 	FileIncrement = "increment"
-	// FileUnchanged is a file identical to the same path in the chain
-	// below; it costs only its manifest entry.
+	// FileUnchanged is a relation file with no page changed since the
+	// backup this one is based on, and the same size; it costs only its
+	// manifest entry. Source names the nearest older backup of the chain
+	// that stores data for it.
 	FileUnchanged = "unchanged"
 )
 
@@ -85,6 +88,10 @@ type Backup struct {
 	WALSegmentSize uint64 `json:"wal_segment_size"`
 	// DataChecksums is whether the cluster's pages carry checksums.
 	DataChecksums bool `json:"data_checksums"`
+	// BlockSize is the cluster's page size (BLCKSZ) in bytes; required for
+	// a delta, whose increments are made of such pages. 0 in a full backup
+	// means not recorded.
+	BlockSize int `json:"block_size,omitempty"`
 	// Codec is the compression codec of the parts (also visible in their
 	// keys).
 	Codec string `json:"codec"`
@@ -95,6 +102,10 @@ type Backup struct {
 	// StoredSize is the sum of the stored (compressed, encrypted) sizes of
 	// this backup's own parts.
 	StoredSize int64 `json:"stored_size"`
+	// DeltaSize is, for a delta, the plaintext bytes of file data it
+	// stores itself: its whole files plus its increments (the rest of
+	// DataSize comes from its chain). 0 for a full backup.
+	DeltaSize int64 `json:"delta_size,omitempty"`
 	// Permanent backups are never removed by retention.
 	Permanent bool `json:"permanent"`
 }
@@ -150,17 +161,40 @@ type File struct {
 	// reached through a symbolic link inside PGDATA (stored as what it
 	// points to), the link's target, for the record.
 	Link string `json:"link,omitempty"`
-	// Source is the backup whose Part holds the data; "" for this backup.
+	// Source is, for FileUnchanged, the nearest older backup of the chain
+	// that stores data for the file (whole or as an increment); "" for the
+	// other kinds, whose data is in this backup.
 	Source string `json:"source,omitempty"`
 	// Part is the name of the part (Part.Name) whose tar stream holds the
-	// file under its Path.
+	// file (FileWhole) or its increment (FileIncrement) under its Path.
 	Part string `json:"part,omitempty"`
 	// Offset is the byte offset of the file's tar header in the part's
 	// plaintext tar stream.
 	Offset int64 `json:"offset,omitempty"`
-	// CRC32C is the CRC-32C (Castagnoli) of the file's restored content,
-	// eight hex digits.
+	// CRC32C is the CRC-32C (Castagnoli) of the bytes of the file's tar
+	// entry, eight hex digits: for FileWhole the file's restored content,
+	// for FileIncrement the increment.
 	CRC32C string `json:"crc32c,omitempty"`
+	// StoredSize is, for FileIncrement, the size of the increment (its tar
+	// entry); Size is the size of the file it restores.
+	StoredSize int64 `json:"stored_size,omitempty"`
+	// Blocks is, for FileIncrement, the number of pages the increment
+	// holds. When it holds every page of the file, a restore needs no
+	// older copy.
+	Blocks int64 `json:"blocks,omitempty"`
+}
+
+// MinIncrementSize is the size of an increment that holds no page (see
+// package delta): its header, empty block list and two checksums.
+const MinIncrementSize = 36
+
+// File returns the entry of path, or nil.
+func (m *Manifest) File(path string) *File {
+	i, ok := slices.BinarySearchFunc(m.Files, path, func(f File, p string) int { return strings.Compare(f.Path, p) })
+	if !ok {
+		return nil
+	}
+	return &m.Files[i]
 }
 
 // Part is one data object: a tar stream, compressed, then encrypted.
@@ -273,6 +307,9 @@ func (m *Manifest) Validate() error {
 		if m.DeltaFrom != nil || m.DeltaRoot != nil {
 			return bad("a full backup has delta_from or delta_root")
 		}
+		if m.DeltaSize != 0 {
+			return bad("a full backup has a delta_size")
+		}
 	case KindDelta:
 		if m.DeltaFrom == nil || m.DeltaRoot == nil {
 			return bad("a delta backup lacks delta_from or delta_root")
@@ -282,6 +319,12 @@ func (m *Manifest) Validate() error {
 		}
 		if err := ValidateName(*m.DeltaRoot); err != nil {
 			return bad("delta_root: %v", err)
+		}
+		if *m.DeltaFrom == m.Name || *m.DeltaRoot == m.Name {
+			return bad("a delta based on itself")
+		}
+		if !pg.ValidBlockSize(m.BlockSize) {
+			return bad("a delta with block size %d", m.BlockSize)
 		}
 	default:
 		return bad("unknown kind %q", m.Kind)
@@ -316,8 +359,11 @@ func (m *Manifest) Validate() error {
 		}
 		parts[p.Name] = true
 	}
+	if m.BlockSize != 0 && !pg.ValidBlockSize(m.BlockSize) {
+		return bad("block size %d", m.BlockSize)
+	}
 	kinds := make(map[string]string, len(m.Files))
-	var dataSize int64
+	var dataSize, deltaSize int64
 	for i, f := range m.Files {
 		if err := ValidatePath(f.Path); err != nil {
 			return bad("file %d: %v", i, err)
@@ -359,18 +405,34 @@ func (m *Manifest) Validate() error {
 			if f.Size < 0 || !crcPattern.MatchString(f.CRC32C) {
 				return bad("%s has a bad size or crc32c", f.Path)
 			}
-			if f.Source == "" && !parts[f.Part] {
-				return bad("%s is stored in part %q, which the manifest does not list", f.Path, f.Part)
-			}
-			if f.Source != "" {
-				if err := ValidateName(f.Source); err != nil {
-					return bad("%s: source: %v", f.Path, err)
-				}
+			if f.Source != "" || !parts[f.Part] {
+				return bad("%s is stored in part %q of backup %q, not in a part this manifest lists", f.Path, f.Part, f.Source)
 			}
 			dataSize += f.Size
-		case FileIncrement, FileUnchanged:
+			deltaSize += f.Size
+		case FileIncrement:
 			if m.Kind != KindDelta {
-				return bad("%s is a %s in a full backup", f.Path, f.Kind)
+				return bad("%s is an increment in a full backup", f.Path)
+			}
+			if f.Size < 0 || !crcPattern.MatchString(f.CRC32C) || f.Blocks < 0 ||
+				f.StoredSize != MinIncrementSize+f.Blocks*int64(4+m.BlockSize) ||
+				f.Blocks > (f.Size+int64(m.BlockSize)-1)/int64(m.BlockSize) {
+				return bad("%s is an increment with a bad size, block count, stored size or crc32c", f.Path)
+			}
+			if f.Source != "" || !parts[f.Part] {
+				return bad("%s is stored in part %q of backup %q, not in a part this manifest lists", f.Path, f.Part, f.Source)
+			}
+			dataSize += f.Size
+			deltaSize += f.StoredSize
+		case FileUnchanged:
+			if m.Kind != KindDelta {
+				return bad("%s is unchanged in a full backup", f.Path)
+			}
+			if f.Size < 0 || f.Part != "" || f.CRC32C != "" {
+				return bad("%s is unchanged but has a bad size, a part or a crc32c", f.Path)
+			}
+			if err := ValidateName(f.Source); err != nil || f.Source == m.Name {
+				return bad("%s is unchanged with source %q: it must name an older backup of the chain", f.Path, f.Source)
 			}
 			dataSize += f.Size
 		default:
@@ -388,6 +450,9 @@ func (m *Manifest) Validate() error {
 	}
 	if dataSize != m.DataSize {
 		return bad("data_size %d differs from the sum of file sizes %d", m.DataSize, dataSize)
+	}
+	if m.Kind == KindDelta && deltaSize != m.DeltaSize {
+		return bad("delta_size %d differs from the sum of the whole files and increments %d", m.DeltaSize, deltaSize)
 	}
 	return nil
 }

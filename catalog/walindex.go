@@ -23,6 +23,10 @@ type WALIndex struct {
 	Histories map[pg.TimelineID]string
 	// Keys maps every WAL file name to its object key.
 	Keys map[string]string
+	// Duplicates maps a WAL file name stored under more than one key (two
+	// codecs, or with and without encryption) to all of its keys. A
+	// restore cannot tell which one to fetch and refuses the name.
+	Duplicates map[string][]string
 }
 
 // LoadWALIndex lists wal/ once. Objects whose names are not WAL files are
@@ -31,7 +35,7 @@ func LoadWALIndex(ctx context.Context, st storage.Store, segSize uint64) (*WALIn
 	if !pg.ValidWALSegSize(segSize) {
 		return nil, fmt.Errorf("load WAL index: invalid WAL segment size %d", segSize)
 	}
-	w := &WALIndex{SegSize: segSize, Segments: map[pg.TimelineID]map[uint64]string{}, Histories: map[pg.TimelineID]string{}, Keys: map[string]string{}}
+	w := &WALIndex{SegSize: segSize, Segments: map[pg.TimelineID]map[uint64]string{}, Histories: map[pg.TimelineID]string{}, Keys: map[string]string{}, Duplicates: map[string][]string{}}
 	err := st.List(ctx, repo.WALPrefix, func(o storage.ObjectInfo) error {
 		base, _, _, err := repo.ParseKey(o.Key)
 		if err != nil {
@@ -41,6 +45,12 @@ func LoadWALIndex(ctx context.Context, st storage.Store, segSize uint64) (*WALIn
 		f, err := pg.ParseWALFileName(name, segSize)
 		if err != nil {
 			return nil
+		}
+		if prev, dup := w.Keys[name]; dup {
+			if len(w.Duplicates[name]) == 0 {
+				w.Duplicates[name] = []string{prev}
+			}
+			w.Duplicates[name] = append(w.Duplicates[name], o.Key)
 		}
 		w.Keys[name] = o.Key
 		switch f.Kind {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -54,6 +55,23 @@ type Config struct {
 	WALPrefetch int `yaml:"wal_prefetch"`
 	// PrefetchDir is where prefetched segments wait (outside PGDATA).
 	PrefetchDir string `yaml:"prefetch_dir"`
+	// Retry says how storage calls that fail for a transient reason are
+	// retried.
+	Retry Retry `yaml:"retry"`
+	// CommandTimeout bounds a whole command, from the moment its
+	// configuration is loaded; 0 means no limit.
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+}
+
+// Retry says how storage calls are retried (see storage/retry).
+type Retry struct {
+	// MaxAttempts is the most attempts of one storage call, the first
+	// included; 1 means no retries.
+	MaxAttempts int `yaml:"max_attempts"`
+	// CallTimeout bounds one attempt of a storage call without a body
+	// (stat, delete, the next list entry, opening a download and each read
+	// of it); 0 means no limit. Uploads are not bounded by it.
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // Encryption selects age encryption.
@@ -98,6 +116,10 @@ const (
 	DefaultPartSize      = 1 << 30
 	DefaultDeltaMaxSteps = 6
 	DefaultWALPrefetch   = 8
+	// DefaultRetryMaxAttempts and DefaultRetryCallTimeout are the retry
+	// section's defaults.
+	DefaultRetryMaxAttempts = 5
+	DefaultRetryCallTimeout = time.Minute
 )
 
 // defaults returns a Config holding every default.
@@ -110,6 +132,7 @@ func defaults() Config {
 		DeltaMaxSteps:       DefaultDeltaMaxSteps,
 		WALPushConcurrency:  4,
 		WALPrefetch:         DefaultWALPrefetch,
+		Retry:               Retry{MaxAttempts: DefaultRetryMaxAttempts, CallTimeout: DefaultRetryCallTimeout},
 	}
 }
 
@@ -157,6 +180,20 @@ var envVars = []envVar{
 	{"WALRUS_WAL_PUSH_CONCURRENCY", "wal_push_concurrency", setInt(func(c *Config) *int { return &c.WALPushConcurrency })},
 	{"WALRUS_WAL_PREFETCH", "wal_prefetch", setInt(func(c *Config) *int { return &c.WALPrefetch })},
 	{"WALRUS_PREFETCH_DIR", "prefetch_dir", func(c *Config, v string) error { c.PrefetchDir = v; return nil }},
+	{"WALRUS_RETRY_MAX_ATTEMPTS", "retry.max_attempts", setInt(func(c *Config) *int { return &c.Retry.MaxAttempts })},
+	{"WALRUS_RETRY_CALL_TIMEOUT", "retry.call_timeout", setDuration(func(c *Config) *time.Duration { return &c.Retry.CallTimeout })},
+	{"WALRUS_COMMAND_TIMEOUT", "command_timeout", setDuration(func(c *Config) *time.Duration { return &c.CommandTimeout })},
+}
+
+func setDuration(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("want a duration such as 90s, 10m or 1h30m (0 for none), got %q", v)
+		}
+		*field(c) = d
+		return nil
+	}
 }
 
 func setInt(field func(*Config) *int) func(*Config, string) error {
@@ -287,7 +324,7 @@ var unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w
 
 // sectionOf maps the Go type in a yaml "field not found" error to its YAML
 // section, so the error can name the full key.
-var sectionOf = map[string]string{"Config": "", "Encryption": "encryption.", "S3": "s3.", "Postgres": "postgres."}
+var sectionOf = map[string]string{"Config": "", "Encryption": "encryption.", "S3": "s3.", "Postgres": "postgres.", "Retry": "retry."}
 
 func loadFile(c *Config, path string) error {
 	b, err := os.ReadFile(path)
@@ -367,6 +404,17 @@ func (c *Config) Validate() error {
 	if c.S3.PartSize != 0 && c.S3.PartSize < 5<<20 {
 		return keyErr("s3.part_size", "S3 multipart parts must be at least 5 MiB (5242880)")
 	}
+	if c.Retry.MaxAttempts < 1 || c.Retry.MaxAttempts > 100 {
+		return keyErr("retry.max_attempts", fmt.Sprintf("%d is out of range: use 1 (no retries) to 100", c.Retry.MaxAttempts))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"retry.call_timeout", c.Retry.CallTimeout}, {"command_timeout", c.CommandTimeout}} {
+		if d.v < 0 {
+			return keyErr(d.key, fmt.Sprintf("%v is negative: give a duration such as 10m, or 0 for none", d.v))
+		}
+	}
 	if c.UploadConcurrency > 256 || c.DownloadConcurrency > 256 || c.WALPushConcurrency > 256 {
 		return keyErr("upload_concurrency", "concurrency settings above 256 are refused")
 	}
@@ -428,6 +476,9 @@ func (c *Config) Redacted() string {
 		"wal_push_concurrency":       strconv.Itoa(c.WALPushConcurrency),
 		"wal_prefetch":               strconv.Itoa(c.WALPrefetch),
 		"prefetch_dir":               c.PrefetchDir,
+		"retry.max_attempts":         strconv.Itoa(c.Retry.MaxAttempts),
+		"retry.call_timeout":         c.Retry.CallTimeout.String(),
+		"command_timeout":            c.CommandTimeout.String(),
 	}
 	keys := make([]string, 0, len(lines))
 	for k := range lines {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -313,4 +314,20 @@ func WALFileName(ctx context.Context, conn *pgx.Conn, lsn LSN) (string, error) {
 		return "", fmt.Errorf("get WAL file name of %s: %w", lsn, err)
 	}
 	return name, nil
+}
+
+// ArchiverFailure describes the archiver's most recent failure, if it is
+// newer than its last success, as a sentence to append to an error ("" when
+// the archiver is not failing or cannot be asked).
+func ArchiverFailure(ctx context.Context, conn *pgx.Conn) string {
+	var failed int64
+	var wal string
+	var at *time.Time
+	err := conn.QueryRow(ctx, `SELECT failed_count, coalesce(last_failed_wal, ''), last_failed_time
+		FROM pg_stat_archiver
+		WHERE last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)`).Scan(&failed, &wal, &at)
+	if err != nil || at == nil {
+		return ""
+	}
+	return fmt.Sprintf("; PostgreSQL's archive_command is failing (%d failures, last for %s at %s): see the server log, and check that archive_command can write to the repository", failed, wal, at.UTC().Format(time.RFC3339))
 }

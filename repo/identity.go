@@ -54,8 +54,8 @@ func ReadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 	if id.FormatVersion < 1 || id.FormatVersion > FormatVersion {
 		return Identity{}, fmt.Errorf("%s: repository format %d is not supported by this walrus (supports %d): upgrade walrus", IdentityKey, id.FormatVersion, FormatVersion)
 	}
-	if _, err := strconv.ParseUint(id.SystemIdentifier, 10, 64); err != nil {
-		return Identity{}, fmt.Errorf("%s: bad system_identifier %q", IdentityKey, id.SystemIdentifier)
+	if n, err := strconv.ParseUint(id.SystemIdentifier, 10, 64); err != nil || strconv.FormatUint(n, 10) != id.SystemIdentifier {
+		return Identity{}, fmt.Errorf("%s: bad system_identifier %q (want the decimal number PostgreSQL prints): the repository's identity file is damaged", IdentityKey, id.SystemIdentifier)
 	}
 	return id, nil
 }

@@ -9,13 +9,15 @@ import (
 	"github.com/walrusdb/walrus/crypto"
 	"github.com/walrusdb/walrus/storage"
 	"github.com/walrusdb/walrus/storage/open"
+	"github.com/walrusdb/walrus/storage/retry"
 	"github.com/walrusdb/walrus/storage/s3"
 )
 
 // Repo is an opened repository: its store and the object codec chain built
 // once from the configuration.
 type Repo struct {
-	// Store is the backend.
+	// Store is the backend, wrapped in the retry layer (storage/retry)
+	// configured by the retry section.
 	Store storage.Store
 	// Encoder encodes new objects.
 	Encoder *Encoder
@@ -76,5 +78,6 @@ func Open(ctx context.Context, cfg *config.Config) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
+	st = retry.New(st, retry.Options{MaxAttempts: cfg.Retry.MaxAttempts, CallTimeout: cfg.Retry.CallTimeout})
 	return &Repo{Store: st, Encoder: enc, Decoder: dec, Description: open.Describe(cfg.Repo)}, nil
 }

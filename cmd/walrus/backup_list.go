@@ -20,7 +20,7 @@ type backupListOptions struct {
 
 func (o *backupListOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, `print {"backups": [...]} as JSON`)
-	fs.BoolVar(&o.detail, "detail", false, "add the codec, encryption, system identifier, delta base and WAL files")
+	fs.BoolVar(&o.detail, "detail", false, "add the codec, encryption, system identifier, the delta chain's root and WAL files")
 }
 
 func newBackupListCmd(g *globals) *cobra.Command {
@@ -33,13 +33,20 @@ the backups oldest first, ordered by (system identifier, timeline, start
 LSN). A backup is listed once it is complete: failed or interrupted backups
 never appear. It needs no encryption identity.
 
+KIND is full or delta; a delta shows the backup it is based on (DELTA FROM)
+and DELTA, the bytes of whole files and changed pages it holds itself. DATA
+is what a restore writes, STORED what the backup's own parts take in the
+repository; restoring a delta also reads its chain down to the full backup at
+its root (DELTA ROOT, with --detail).
+
 --json prints {"backups": [...]}, one object per backup with the keys name,
 kind, start_lsn, finish_lsn, start_time, finish_time, timeline, data_size,
-stored_size (bytes), delta_from (null for a full backup), delta_root,
-permanent, pg_version, system_identifier, codec, encrypted and more.`,
+stored_size, delta_size (bytes), delta_from and delta_root (null for a full
+backup), permanent, pg_version, system_identifier, codec, encrypted and more.`,
 		Example: `  walrus --config /etc/walrus.yaml backup-list
   walrus backup-list --detail
-  walrus backup-list --json | jq -r '.backups[-1].name'`,
+  walrus backup-list --json | jq -r '.backups[-1].name'
+  walrus backup-list --json | jq '.backups[] | select(.kind == "delta") | {name, delta_from, delta_size}'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBackupList(cmd, g, o)
@@ -72,21 +79,21 @@ func runBackupList(cmd *cobra.Command, g *globals, o backupListOptions) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	head := []string{"NAME", "KIND", "START TIME", "FINISH TIME", "START LSN", "FINISH LSN", "TLI", "DATA", "STORED", "PG"}
+	head := []string{"NAME", "KIND", "START TIME", "FINISH TIME", "START LSN", "FINISH LSN", "TLI", "DATA", "STORED", "DELTA", "DELTA FROM", "PG"}
 	if o.detail {
-		head = append(head, "PERMANENT", "CODEC", "ENCRYPTED", "SYSTEM ID", "DELTA FROM", "WAL FILES")
+		head = append(head, "DELTA ROOT", "PERMANENT", "CODEC", "ENCRYPTED", "SYSTEM ID", "WAL FILES")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, b := range bs {
+		from, root, delta := "-", "-", "-"
+		if b.DeltaFrom != nil && b.DeltaRoot != nil {
+			from, root, delta = *b.DeltaFrom, *b.DeltaRoot, sizeString(b.DeltaSize)
+		}
 		row := []string{b.Name, b.Kind, b.StartTime.Format(time.RFC3339), b.FinishTime.Format(time.RFC3339),
 			b.StartLSN.String(), b.FinishLSN.String(), fmt.Sprint(b.Timeline), sizeString(b.DataSize), sizeString(b.StoredSize),
-			fmt.Sprintf("%d.%d", b.PGVersion/10000, b.PGVersion%10000)}
+			delta, from, fmt.Sprintf("%d.%d", b.PGVersion/10000, b.PGVersion%10000)}
 		if o.detail {
-			from := "-"
-			if b.DeltaFrom != nil {
-				from = *b.DeltaFrom
-			}
-			row = append(row, fmt.Sprint(b.Permanent), b.Codec, fmt.Sprint(b.Encrypted), b.SystemIdentifier, from, b.StartWALFile+".."+b.FinishWALFile)
+			row = append(row, root, fmt.Sprint(b.Permanent), b.Codec, fmt.Sprint(b.Encrypted), b.SystemIdentifier, b.StartWALFile+".."+b.FinishWALFile)
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}

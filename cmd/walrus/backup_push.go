@@ -12,12 +12,16 @@ import (
 )
 
 type backupPushOptions struct {
-	full             bool
-	spreadCheckpoint bool
+	full                 bool
+	deltaFrom            string
+	ignoreChecksumErrors bool
+	spreadCheckpoint     bool
 }
 
 func (o *backupPushOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&o.full, "full", false, "take a full backup (every backup is full until page-delta backups arrive)")
+	fs.BoolVar(&o.full, "full", false, "take a full backup, not a delta")
+	fs.StringVar(&o.deltaFrom, "delta-from", "", "take a delta based on this backup (NAME or LATEST), whatever delta_max_steps says")
+	fs.BoolVar(&o.ignoreChecksumErrors, "ignore-checksum-errors", false, "store pages that fail checksum verification as they are, with a warning, instead of failing")
 	fs.BoolVar(&o.spreadCheckpoint, "spread-checkpoint", false, "let pg_backup_start wait for a spread checkpoint instead of an immediate one")
 }
 
@@ -37,9 +41,24 @@ The cluster must archive its WAL into the same repository (archive_command =
 its end is there. Parts are uploaded upload_concurrency at a time, cut at
 part_size; backup_rate_limit caps the read rate. A backup that fails or is
 interrupted leaves no backup behind and no backup open on the server. Only
-one backup of a cluster runs at a time.`,
+one backup of a cluster runs at a time.
+
+By default the backup is a page delta of the newest backup in the repository
+while that backup's chain holds fewer than delta_max_steps deltas (default 6;
+0 means always full): relation files store only the pages whose LSN is at or
+past the base backup's start, or that cannot be trusted; other files, the
+fsm/vm/init forks, and files new or shorter since the base are stored whole;
+a relation file with no page changed costs only its manifest entry. When the
+base is unusable (another cluster or timeline branch, data_checksums switched,
+its chain incomplete) walrus says why and takes a full backup. --full forces
+a full backup; --delta-from bases the delta on the backup named.
+
+Pages are verified against their checksums as they are read (on clusters with
+data checksums); a page that fails twice fails the backup, naming the file and
+block, unless --ignore-checksum-errors.`,
 		Example: `  walrus --config /etc/walrus.yaml backup-push /var/lib/postgresql/15/main
-  PGHOST=/run/postgresql walrus backup-push --full`,
+  PGHOST=/run/postgresql walrus backup-push --full
+  walrus backup-push --delta-from base_20261121T193012Z_000000010000000000000004`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError{fmt.Errorf("%s takes at most 1 argument (PGDATA), got %d", cmd.CommandPath(), len(args))}
@@ -47,6 +66,9 @@ one backup of a cluster runs at a time.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.full && o.deltaFrom != "" {
+				return usageError{fmt.Errorf("--full and --delta-from contradict each other: give one")}
+			}
 			return runBackupPush(cmd, g, o, args)
 		},
 	}
@@ -66,15 +88,21 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 		pgdata = args[0]
 	}
 	opts := basebackup.Options{
-		Store:            r.Store,
-		Encoder:          r.Encoder,
-		PGData:           pgdata,
-		DSN:              cfg.Postgres.DSN,
-		PartSize:         cfg.PartSize,
-		Concurrency:      cfg.UploadConcurrency,
-		RateLimit:        cfg.BackupRateLimit,
-		SpreadCheckpoint: o.spreadCheckpoint,
-		Logf:             tracelog.DebugLogger.Printf,
+		Store:                r.Store,
+		Encoder:              r.Encoder,
+		Decoder:              r.Decoder,
+		PGData:               pgdata,
+		DSN:                  cfg.Postgres.DSN,
+		PartSize:             cfg.PartSize,
+		Concurrency:          cfg.UploadConcurrency,
+		RateLimit:            cfg.BackupRateLimit,
+		SpreadCheckpoint:     o.spreadCheckpoint,
+		Full:                 o.full,
+		DeltaFrom:            o.deltaFrom,
+		DeltaMaxSteps:        cfg.DeltaMaxSteps,
+		IgnoreChecksumErrors: o.ignoreChecksumErrors,
+		Logf:                 tracelog.DebugLogger.Printf,
+		Infof:                tracelog.InfoLogger.Printf,
 	}
 	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) {
 		opts.Progress = f
@@ -86,8 +114,12 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 	for _, w := range res.Warnings {
 		tracelog.WarningLogger.Printf("backup-push %s: %s", res.Name, w)
 	}
-	tracelog.InfoLogger.Printf("backup-push %s: done in %s: %d files, %s of data, %s stored in %d parts, WAL %s to %s on timeline %d",
-		res.Name, res.Duration.Round(100_000_000), res.Files, sizeString(res.DataSize), sizeString(res.StoredSize), res.Parts, res.StartLSN, res.FinishLSN, res.Timeline)
+	kind := "full backup"
+	if res.DeltaFrom != "" {
+		kind = fmt.Sprintf("delta of %s (%s of whole files and changed pages)", res.DeltaFrom, sizeString(res.DeltaSize))
+	}
+	tracelog.InfoLogger.Printf("backup-push %s: done in %s: %s, %d files, %s of data, %s stored in %d parts, WAL %s to %s on timeline %d",
+		res.Name, res.Duration.Round(100_000_000), kind, res.Files, sizeString(res.DataSize), sizeString(res.StoredSize), res.Parts, res.StartLSN, res.FinishLSN, res.Timeline)
 	fmt.Fprintln(g.stdout, res.Name)
 	return nil
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/wal-g/tracelog"
@@ -19,11 +21,18 @@ type globals struct {
 	verbose    bool
 	stdout     io.Writer
 	stderr     io.Writer
+	// armDeadline starts the running command's command_timeout clock;
+	// set by withCommandTimeout.
+	armDeadline func(time.Duration)
 }
 
 // load reads and validates the configuration.
 func (g *globals) load() (*config.Config, error) {
-	return config.Load(g.configPath, os.LookupEnv)
+	cfg, err := config.Load(g.configPath, os.LookupEnv)
+	if err == nil && g.armDeadline != nil {
+		g.armDeadline(cfg.CommandTimeout)
+	}
+	return cfg, err
 }
 
 // openRepo loads the configuration and opens the repository.
@@ -82,8 +91,54 @@ the effective settings.`,
 		newBackupPushCmd(g),
 		newBackupFetchCmd(g),
 		newBackupListCmd(g),
+		newWALVerifyCmd(g),
+		newSetupCmd(g),
+		newCheckCmd(g),
 	)
+	withCommandTimeout(root, g)
 	return root
+}
+
+// withCommandTimeout wraps the RunE of c and its subcommands so that the
+// command's context ends when command_timeout has passed since the
+// command loaded its configuration; the error then says so.
+func withCommandTimeout(c *cobra.Command, g *globals) {
+	for _, sub := range c.Commands() {
+		withCommandTimeout(sub, g)
+	}
+	run := c.RunE
+	if run == nil {
+		return
+	}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, cancel := context.WithCancelCause(cmd.Context())
+		defer cancel(nil)
+		var timer *time.Timer
+		g.armDeadline = func(d time.Duration) {
+			if d > 0 && timer == nil {
+				timer = time.AfterFunc(d, func() { cancel(commandTimeoutError{d}) })
+			}
+		}
+		defer func() {
+			if timer != nil {
+				timer.Stop()
+			}
+		}()
+		cmd.SetContext(ctx)
+		err := run(cmd, args)
+		var te commandTimeoutError
+		if err != nil && errors.As(context.Cause(ctx), &te) {
+			err = fmt.Errorf("%w (%v)", err, te)
+		}
+		return err
+	}
+}
+
+// commandTimeoutError is why a command's context ended at command_timeout.
+type commandTimeoutError struct{ d time.Duration }
+
+func (e commandTimeoutError) Error() string {
+	return fmt.Sprintf("stopped by command_timeout after %v: raise command_timeout (WALRUS_COMMAND_TIMEOUT), or find out what is slow", e.d)
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.

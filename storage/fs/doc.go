@@ -25,6 +25,11 @@
 // create-only puts; Put then fails with an error saying so rather than
 // fall back to a check-then-rename race.
 //
+// When walrus runs as root, every directory and file it creates takes the
+// owner and group of the directory it is created in, so that a repository
+// shared by an operator (root) and PostgreSQL's archive_command (the
+// server's user) stays writable by both.
+//
 // Files are created 0600 and directories 0700 (subject to the umask): a
 // repository holds the whole database. Delete removes directories that it
 // leaves empty, except the root.

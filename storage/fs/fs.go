@@ -52,6 +52,9 @@ func New(root string) (*Store, error) {
 		if err := os.MkdirAll(root, dirMode); err != nil {
 			return nil, fmt.Errorf("open repository %s: %w", root, err)
 		}
+		if err := inheritOwner(root, filepath.Dir(root)); err != nil {
+			return nil, fmt.Errorf("open repository %s: %w", root, err)
+		}
 		if err := syncDir(filepath.Dir(root)); err != nil {
 			return nil, fmt.Errorf("open repository %s: %w", root, err)
 		}
@@ -195,6 +198,11 @@ func (s *Store) createTemp(dir string) (*os.File, error) {
 			var f *os.File
 			f, err = os.CreateTemp(dir, TempPrefix+"*")
 			if err == nil {
+				if err := inheritOwner(f.Name(), dir); err != nil {
+					f.Close()
+					os.Remove(f.Name())
+					return nil, err
+				}
 				return f, nil
 			}
 		}
@@ -221,6 +229,9 @@ func (s *Store) mkdirs(dir string) error {
 		err := os.Mkdir(cur, dirMode)
 		switch {
 		case err == nil:
+			if err := inheritOwner(cur, parent); err != nil {
+				return err
+			}
 			if err := syncDir(parent); err != nil {
 				return err
 			}

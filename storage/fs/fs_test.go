@@ -2,12 +2,14 @@ package fs_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -322,5 +324,39 @@ func TestListRemovesStaleTemp(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("fresh temp file was removed: %v", err)
+	}
+}
+
+// TestRootInheritsOwner: when root writes into a repository that lives in
+// a directory owned by another user, new directories and files get that
+// user as owner, so PostgreSQL's archive_command (running as the server's
+// user) can go on writing.
+func TestRootInheritsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test must run as root (as CI does) to exercise ownership")
+	}
+	t.Parallel()
+	parent := t.TempDir()
+	const uid, gid = 4242, 4343
+	if err := os.Chown(parent, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(parent, "repo")
+	s, err := fs.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(context.Background(), "wal/sub/x", strings.NewReader("data"), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{root, filepath.Join(root, "wal"), filepath.Join(root, "wal", "sub"), filepath.Join(root, "wal", "sub", "x")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s is owned by %d:%d, want %d:%d", p, st.Uid, st.Gid, uid, gid)
+		}
 	}
 }

@@ -1,0 +1,62 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRetryAndTimeoutKeys(t *testing.T) {
+	t.Parallel()
+	c, err := Load("", env(map[string]string{"WALRUS_REPO": "/r"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retry.MaxAttempts != DefaultRetryMaxAttempts || c.Retry.CallTimeout != DefaultRetryCallTimeout || c.CommandTimeout != 0 {
+		t.Fatalf("defaults: retry %+v, command_timeout %v", c.Retry, c.CommandTimeout)
+	}
+	p := writeFile(t, "repo: /r\nretry:\n  max_attempts: 3\n  call_timeout: 45s\ncommand_timeout: 10m\n")
+	c, err = Load(p, env(map[string]string{"WALRUS_RETRY_CALL_TIMEOUT": "2m30s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retry.MaxAttempts != 3 || c.Retry.CallTimeout != 150*time.Second || c.CommandTimeout != 10*time.Minute {
+		t.Fatalf("from file and env: retry %+v, command_timeout %v", c.Retry, c.CommandTimeout)
+	}
+	shown := c.Redacted()
+	for _, want := range []string{"retry.max_attempts:", "retry.call_timeout:", "2m30s", "command_timeout:", "WALRUS_COMMAND_TIMEOUT"} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("config show lacks %q:\n%s", want, shown)
+		}
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		file string
+		key  string
+	}{
+		{env: map[string]string{"WALRUS_RETRY_MAX_ATTEMPTS": "0"}, key: "retry.max_attempts"},
+		{env: map[string]string{"WALRUS_RETRY_MAX_ATTEMPTS": "many"}, key: "retry.max_attempts"},
+		{env: map[string]string{"WALRUS_RETRY_CALL_TIMEOUT": "-1s"}, key: "retry.call_timeout"},
+		{env: map[string]string{"WALRUS_COMMAND_TIMEOUT": "10"}, key: "command_timeout"},
+		{file: "repo: /r\ncommand_timeout: -5m\n", key: "command_timeout"},
+		{file: "repo: /r\nretry:\n  max_atempts: 3\n", key: "retry.max_atempts"},
+	} {
+		path := ""
+		if tc.file != "" {
+			path = writeFile(t, tc.file)
+		}
+		e := map[string]string{"WALRUS_REPO": "/r"}
+		for k, v := range tc.env {
+			e[k] = v
+		}
+		_, err := Load(path, env(e))
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("Load(%v, %q) = %v, want an error naming %s", tc.env, tc.file, err, tc.key)
+		}
+		var ce *Error
+		if tc.env != nil && !errors.As(err, &ce) {
+			t.Errorf("Load(%v) = %v, want a *config.Error", tc.env, err)
+		}
+	}
+}
