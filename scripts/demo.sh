@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # make demo: the main job end to end on the filesystem repository, in a
-# throwaway PostgreSQL 15 cluster that is removed afterwards.
+# throwaway PostgreSQL 15 cluster that is removed afterwards:
+# setup → archive → backup → writes → restore point → writes → delta backup
+# → restore the latest state and compare → restore to the restore point →
+# list, verify.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,64 +19,92 @@ if [ "$(id -u)" = 0 ]; then
 fi
 as_pg() { "${RUNAS[@]}" "$@"; }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 54329)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 PGDATA="$WORK/pgdata"
 REPO="$WORK/repo"
 CFG="$WORK/walrus.yaml"
 BIN="$WORK/walrus"
 cp bin/walrus "$BIN"; chmod 755 "$BIN"
+W=(as_pg "$BIN" --config "$CFG")
 
+RESTORED=""
 cleanup() {
   as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
-  [ -n "${RESTORED:-}" ] && as_pg "$PGBIN/pg_ctl" -D "$RESTORED" -m immediate stop >/dev/null 2>&1 || true
+  for d in "$WORK"/restored-*; do
+    [ -d "$d" ] && as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+psql_on() { local port=$1; shift; as_pg "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+digest() { psql_on "$1" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $2 t"; }
 
-step "1. a throwaway cluster in $PGDATA (initdb --data-checksums)"
+step "1. a throwaway cluster (initdb --data-checksums), configured by walrus setup"
 as_pg "$PGBIN/initdb" -D "$PGDATA" --data-checksums -U postgres --auth=trust >/dev/null
-cat > "$CFG" <<YAML
-repo: file://$REPO
-compression: lz4
-YAML
-[ "$(id -u)" = 0 ] && chown postgres: "$CFG"
 cat >> "$PGDATA/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$WORK'
-wal_level = replica
-archive_mode = on
-archive_command = '$BIN --config $CFG wal-push %p'
 CONF
+as_pg "$BIN" --config "$CFG" setup --pgdata "$PGDATA" --repo "file://$REPO" --compression lz4
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/server.log" -w start >/dev/null
-PSQL=("$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+export WALRUS_POSTGRES_DSN="postgres://postgres@127.0.0.1:$PORT/postgres"
+W=(as_pg env WALRUS_POSTGRES_DSN="$WALRUS_POSTGRES_DSN" "$BIN" --config "$CFG")
+"${W[@]}" check
 
-step "2. some writes (pgbench -i -s 2), then switch WAL so segments get archived"
-as_pg "$PGBIN/pgbench" -q -i -s 2 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>&1
-as_pg "${PSQL[@]}" -c "SELECT pg_switch_wal()" >/dev/null
-for _ in $(seq 1 100); do
-  n=$(as_pg "${PSQL[@]}" -Atc "SELECT archived_count FROM pg_stat_archiver")
-  f=$(as_pg "${PSQL[@]}" -Atc "SELECT failed_count FROM pg_stat_archiver")
-  [ "$f" != 0 ] && { echo "archiving failed:"; tail -20 "$WORK/server.log"; exit 1; }
-  last=$(as_pg "${PSQL[@]}" -Atc "SELECT pg_walfile_name(pg_current_wal_lsn())")
-  done_=$(as_pg "${PSQL[@]}" -Atc "SELECT coalesce(last_archived_wal,'') >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver")
-  [ "$done_" = t ] && break
-  sleep 0.2
-done
-as_pg "${PSQL[@]}" -c "SELECT archived_count, failed_count, last_archived_wal FROM pg_stat_archiver"
+step "2. data: pgbench -i -s 5, then a full backup"
+as_pg "$PGBIN/pgbench" -q -i -s 5 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>&1
+FULL=$("${W[@]}" backup-push "$PGDATA")
+echo "full backup: $FULL"
 
-step "3. what walrus archived in $REPO"
-find "$REPO" -type f ! -name '.*' -printf '%P\t%s bytes\n' | sort
+step "3. more writes, a named restore point, more writes, then a delta backup"
+as_pg "$PGBIN/pgbench" -n -t 500 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>&1
+psql_on "$PORT" -c "CREATE TABLE demo_marks(phase text, at timestamptz default now()); INSERT INTO demo_marks VALUES ('before restore point')"
+AT_RP=$(digest "$PORT" pgbench_accounts)
+RP_LSN=$("${W[@]}" create-restore-point demo-point)
+echo "restore point demo-point at $RP_LSN"
+as_pg "$PGBIN/pgbench" -n -t 500 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>&1
+psql_on "$PORT" -c "INSERT INTO demo_marks VALUES ('after restore point')"
+DELTA=$("${W[@]}" backup-push "$PGDATA")
+echo "delta backup: $DELTA"
+psql_on "$PORT" -c "INSERT INTO demo_marks VALUES ('after the delta backup')"
+LATEST_ACCOUNTS=$(digest "$PORT" pgbench_accounts)
+LATEST_MARKS=$(digest "$PORT" demo_marks)
+psql_on "$PORT" -Atc "SELECT pg_switch_wal()" >/dev/null
+sleep 2
 
-step "4. fetch one segment back through restore_command's path and compare"
-SEG=$(cd "$PGDATA/pg_wal" && ls | grep -E '^[0-9A-F]{24}$' | sort | head -1)
-as_pg "$BIN" --config "$CFG" wal-fetch "$SEG" "$WORK/fetched"
-cmp "$PGDATA/pg_wal/$SEG" "$WORK/fetched" && echo "$SEG: fetched back byte-identical"
+step "4. backup-list"
+"${W[@]}" backup-list
 
-step "5. a file that is not archived: exit status 1 (PostgreSQL's normal end of WAL)"
-set +e; as_pg "$BIN" --config "$CFG" wal-fetch 0000000100000000000000FF "$WORK/missing" 2>/dev/null; rc=$?; set -e
-echo "wal-fetch of a missing segment exited $rc"
+step "5. restore the latest state into a new directory, start it, compare"
+R1="$WORK/restored-latest"
+"${W[@]}" backup-fetch "$R1" LATEST
+P1=$(free_port)
+as_pg "$PGBIN/pg_ctl" -D "$R1" -l "$WORK/restored-latest.log" -o "-p $P1 -k $WORK -c archive_mode=off" -w start >/dev/null
+until [ "$(psql_on "$P1" -Atc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do sleep 0.3; done
+[ "$(digest "$P1" pgbench_accounts)" = "$LATEST_ACCOUNTS" ] && [ "$(digest "$P1" demo_marks)" = "$LATEST_MARKS" ] \
+  && echo "restored cluster equals the source (pgbench_accounts and demo_marks digests match)" \
+  || { echo "MISMATCH after restoring the latest state"; exit 1; }
+as_pg "$PGBIN/pg_ctl" -D "$R1" -m fast -w stop >/dev/null
+
+step "6. restore to the restore point: rows written after it are absent"
+R2="$WORK/restored-point"
+"${W[@]}" backup-fetch "$R2" --restore-point demo-point
+P2=$(free_port)
+as_pg "$PGBIN/pg_ctl" -D "$R2" -l "$WORK/restored-point.log" -o "-p $P2 -k $WORK -c archive_mode=off" -w start >/dev/null
+until [ "$(psql_on "$P2" -Atc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do sleep 0.3; done
+psql_on "$P2" -c "SELECT phase FROM demo_marks ORDER BY at"
+[ "$(psql_on "$P2" -Atc "SELECT count(*) FROM demo_marks WHERE phase <> 'before restore point'")" = 0 ] \
+  && [ "$(digest "$P2" pgbench_accounts)" = "$AT_RP" ] \
+  && echo "restored to demo-point: later rows are absent, pgbench_accounts equals its state at the point" \
+  || { echo "MISMATCH after restoring to the restore point"; exit 1; }
+as_pg "$PGBIN/pg_ctl" -D "$R2" -m fast -w stop >/dev/null
+
+step "7. verification: wal-verify$(if "$BIN" backup-verify --help >/dev/null 2>&1; then echo ' and backup-verify'; fi)"
+"${W[@]}" wal-verify
+if "$BIN" backup-verify --help >/dev/null 2>&1; then "${W[@]}" backup-verify --all; fi
 
 echo; echo "demo: done (everything in $WORK is removed on exit)"
