@@ -64,28 +64,13 @@ type chainPlan struct {
 	needs  []map[string]map[string]*fileRestore
 }
 
-// blockCount is the number of pages, the last maybe partial, of size
-// bytes.
-func blockCount(size int64, bs int) int64 { return (size + int64(bs) - 1) / int64(bs) }
-
 // planChain works out, from the manifests alone, which copy of which file
 // a restore of links[0] reads. Any inconsistency between the links is an
 // error wrapping catalog.ErrBrokenChain that names the backups.
 func planChain(links []*catalog.Manifest) (*chainPlan, error) {
 	pl := &chainPlan{links: links, blockSize: links[0].BlockSize}
 	for _, l := range links {
-		byPart := map[string]map[string]*catalog.File{}
-		for i := range l.Files {
-			f := &l.Files[i]
-			if f.Kind != catalog.FileWhole && f.Kind != catalog.FileIncrement {
-				continue
-			}
-			if byPart[f.Part] == nil {
-				byPart[f.Part] = map[string]*catalog.File{}
-			}
-			byPart[f.Part][f.Path] = f
-		}
-		pl.stored = append(pl.stored, byPart)
+		pl.stored = append(pl.stored, l.PartIndex())
 		pl.needs = append(pl.needs, map[string]map[string]*fileRestore{})
 	}
 	for i := range links[0].Files {
@@ -114,73 +99,50 @@ func planChain(links []*catalog.Manifest) (*chainPlan, error) {
 	return pl, nil
 }
 
-// sourcesOf follows the path of f down the chain.
+// sourcesOf follows the path of f down the chain (catalog.FileSources).
 func (pl *chainPlan) sourcesOf(f *catalog.File) (*fileRestore, error) {
-	fr := &fileRestore{f: f}
-	links := pl.links
-	e, source := f, ""
-	for li := 0; ; li++ {
-		l := links[li]
-		if li > 0 {
-			above := e
-			if e = l.File(f.Path); e == nil || (e.Kind != catalog.FileWhole && e.Kind != catalog.FileIncrement && e.Kind != catalog.FileUnchanged) {
-				return nil, fmt.Errorf("%w: backup %s records %s as %s over backup %s, which holds no such file", catalog.ErrBrokenChain, links[li-1].Name, f.Path, above.Kind, l.Name)
-			}
-			if (above.Kind == catalog.FileUnchanged && e.Size != above.Size) || (above.Kind == catalog.FileIncrement && e.Size > above.Size) {
-				return nil, fmt.Errorf("%w: backup %s records %s as %s of %d bytes over a copy of %d bytes in backup %s", catalog.ErrBrokenChain, links[li-1].Name, f.Path, above.Kind, above.Size, e.Size, l.Name)
-			}
-		}
-		if e.Kind == catalog.FileUnchanged {
-			if li == len(links)-1 || (source != "" && e.Source != source) {
-				return nil, fmt.Errorf("%w: backup %s records %s as unchanged since %s, which is not in its chain", catalog.ErrBrokenChain, l.Name, f.Path, e.Source)
-			}
-			source = e.Source
-			continue
-		}
-		if source != "" && source != l.Name {
-			return nil, fmt.Errorf("%w: %s is recorded as unchanged since backup %s, but the next copy down the chain is in backup %s", catalog.ErrBrokenChain, f.Path, source, l.Name)
-		}
-		source = ""
-		fr.sources = append(fr.sources, restoreSource{link: li, e: e})
-		if e.Kind == catalog.FileWhole || e.Blocks == blockCount(e.Size, pl.blockSize) {
-			// Stored whole, or an increment of every page: older copies
-			// cannot add a page below its size, and none is larger.
-			return fr, nil
-		}
-		if li == len(links)-1 {
-			return nil, fmt.Errorf("%w: no backup of the chain of %s stores %s whole", catalog.ErrBrokenChain, links[0].Name, f.Path)
-		}
+	srcs, err := catalog.FileSources(pl.links, f)
+	if err != nil {
+		return nil, err
 	}
+	fr := &fileRestore{f: f}
+	for _, s := range srcs {
+		fr.sources = append(fr.sources, restoreSource{link: s.Link, e: s.Entry})
+	}
+	return fr, nil
 }
 
-// applySource writes into fr's file its next source, the entry e of part
-// of link li, read from r (the tar entry, e's stored bytes).
-func (w *restorer) applySource(ctx context.Context, li int, part catalog.Part, fr *fileRestore, e *catalog.File, r io.Reader, buf []byte) error {
+// applySource writes into fr's file, through wb, its next source, the
+// entry e of part of link li, read from r (the tar entry, e's stored
+// bytes).
+func (w *restorer) applySource(ctx context.Context, li int, part catalog.Part, fr *fileRestore, e *catalog.File, r io.Reader, wb *writeBehind) error {
 	if fr.next >= len(fr.sources) || fr.sources[fr.next].link != li || fr.sources[fr.next].e != e {
 		return fmt.Errorf("restore %s: part %s of backup %s is not its next copy (internal error)", fr.f.Path, part.Name, w.links[li].Name)
 	}
 	if len(fr.sources) == 1 && e.Kind == catalog.FileWhole {
 		fr.next++
 		if li == 0 {
-			return w.writeFile(ctx, part, fr.f, io.LimitReader(r, e.Size), buf)
+			return w.writeFile(ctx, part, fr.f, io.LimitReader(r, e.Size), wb)
 		}
 		// Unchanged since link li: that copy, with the newest mode and time.
 		merged := *e
 		merged.Mode, merged.MTime = fr.f.Mode, fr.f.MTime
-		if err := w.writeFile(ctx, part, &merged, io.LimitReader(r, e.Size), buf); err != nil {
+		if err := w.writeFile(ctx, part, &merged, io.LimitReader(r, e.Size), wb); err != nil {
 			return fmt.Errorf("backup %s: %w", w.links[li].Name, err)
 		}
 		return nil
 	}
-	if err := w.applyChained(ctx, li, fr, e, r); err != nil {
+	if err := w.applyChained(ctx, li, fr, e, r, wb); err != nil {
 		return fmt.Errorf("part %s of backup %s: %w", part.Name, w.links[li].Name, err)
 	}
 	return nil
 }
 
 // applyChained applies one source of a file restored from several, and
-// completes the file after the last.
-func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e *catalog.File, r io.Reader) (err error) {
+// completes the file after the last. The pages are written by wb, which
+// closes the file after them (and, after the last source, truncates it,
+// sets its mode and time).
+func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e *catalog.File, r io.Reader, wb *writeBehind) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -196,15 +158,66 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", fr.f.Path, err)
 	}
+	if !fr.created {
+		preallocate(out, fr.f.Size)
+	}
 	fr.created = true
 	if fr.done == nil {
 		fr.done = &delta.BlockSet{}
 	}
-	defer func() {
-		if out != nil {
+	file := &wbFile{f: out}
+	dst := &wbWriterAt{ctx: ctx, w: wb, f: file, prog: w.prog}
+	if err := w.applyCopy(li, fr, e, r, dst); err != nil {
+		dst.release()
+		wb.finish(file, func(error) error { return out.Close() })
+		return err
+	}
+	fr.next++
+	if fr.next < len(fr.sources) {
+		wb.finish(file, func(error) error {
+			if err := out.Close(); err != nil {
+				return fmt.Errorf("restore %s: %w", fr.f.Path, err)
+			}
+			return nil
+		})
+		return nil
+	}
+	// The last source: the file is complete once its pages are written.
+	fr.done = nil
+	f := fr.f
+	wb.finish(file, func(werr error) error {
+		if werr != nil {
 			out.Close()
+			return nil // already reported
 		}
-	}()
+		err := out.Truncate(f.Size)
+		if err == nil {
+			err = out.Chmod(fs.FileMode(f.Mode) | 0o600)
+		}
+		if err == nil {
+			startWriteback(out, 0, 0)
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			if err = os.Chtimes(p, f.MTime, f.MTime); err != nil {
+				err = fmt.Errorf("set time: %w", err)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", f.Path, err)
+		}
+		w.written(p)
+		w.prog.addFile()
+		return nil
+	})
+	return nil
+}
+
+// applyCopy reads e, fr's copy in link li, from r and writes the pages
+// that no newer copy holds into dst, checking e's size and CRC-32C.
+func (w *restorer) applyCopy(li int, fr *fileRestore, e *catalog.File, r io.Reader, dst *wbWriterAt) error {
 	name := fr.f.Path + " in backup " + w.links[li].Name
 	bs := w.chain.blockSize
 	crc := crc32.New(castagnoli)
@@ -215,7 +228,6 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 		storedSize = e.Size
 	}
 	counted := &countingReader{r: io.TeeReader(io.LimitReader(r, storedSize), crc)}
-	dst := &progressWriterAt{w: out, prog: w.prog}
 	if e.Kind == catalog.FileIncrement {
 		rd, err := delta.NewReader(counted, name)
 		if err != nil {
@@ -233,41 +245,15 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 			return err
 		}
 	}
+	if err := dst.flush(); err != nil {
+		return fmt.Errorf("%w: %w", errWriterFailed, err)
+	}
 	if counted.n != storedSize {
 		return fmt.Errorf("restore %s: %d bytes read, the manifest says %d: %w", name, counted.n, storedSize, repo.ErrChecksum)
 	}
 	if got := crcString(crc.Sum32()); got != e.CRC32C {
 		return fmt.Errorf("restore %s: crc32c %s, the manifest says %s: %w", name, got, e.CRC32C, repo.ErrChecksum)
 	}
-	fr.next++
-	if fr.next < len(fr.sources) {
-		err = out.Close()
-		out = nil
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", fr.f.Path, err)
-		}
-		return nil
-	}
-	// The last source: the file is complete.
-	fr.done = nil
-	err = out.Truncate(fr.f.Size)
-	if err == nil {
-		err = out.Chmod(fs.FileMode(fr.f.Mode) | 0o600)
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	out = nil
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", fr.f.Path, err)
-	}
-	if err := os.Chtimes(p, fr.f.MTime, fr.f.MTime); err != nil {
-		return fmt.Errorf("restore %s: set time: %w", fr.f.Path, err)
-	}
-	w.prog.addFile()
 	return nil
 }
 
@@ -280,18 +266,6 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	return n, err
-}
-
-// progressWriterAt counts the bytes written for the progress line.
-type progressWriterAt struct {
-	w    io.WriterAt
-	prog *progress
-}
-
-func (p *progressWriterAt) WriteAt(b []byte, off int64) (int, error) {
-	n, err := p.w.WriteAt(b, off)
-	p.prog.addBytes(int64(n))
 	return n, err
 }
 

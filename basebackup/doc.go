@@ -51,7 +51,11 @@
 //  7. Upload: Concurrency workers each fill a tar part with files and
 //     stream it through compress → encrypt → Store.Put as it is produced;
 //     a part is cut once it reaches PartSize, and started only when a file
-//     needs one. Each file's CRC-32C is computed as it is read. A file
+//     needs one. Reading (and checking pages), checksumming the part,
+//     compressing and storing run on goroutines of their own, and each
+//     part compresses several blocks at once (compress.WithConcurrency),
+//     so that one large file (a 1 GiB relation segment is one tar entry)
+//     uses every core. Each file's CRC-32C is computed as it is read. A file
 //     that vanished is left out; one that shrank is stored as read (its
 //     tar entry zero-padded, the manifest recording the bytes read); any
 //     other read error fails the backup. In a delta, a main-fork relation
@@ -59,7 +63,9 @@
 //     delta.SelectPages (threshold: the base's START LSN, TRAPS.md 16) and
 //     stored as an increment of the selected pages, or, when none is
 //     selected and the size is the base's, as an "unchanged" manifest
-//     entry only. Everything else is stored whole: other files, the fsm,
+//     entry only. The file is read once: the pages SelectPages may select
+//     are kept for delta.WriteIncrement (up to 16 MiB for the whole
+//     backup; beyond, they are read again). Everything else is stored whole: other files, the fsm,
 //     vm and init forks, relation files absent from the base or shorter
 //     than there (TRAPS.md 17, 18). The pages of every relation file are
 //     verified as they are read when the cluster has data checksums: a
@@ -100,13 +106,17 @@
 //     parts in parallel, the backup restored first, then the parts of
 //     older links that hold a copy still needed; every tar entry must be
 //     a regular file that its manifest places in that part (anything else
-//     is refused); each file is written with O_EXCL|O_NOFOLLOW, its
-//     increments applied newest first with a delta.BlockSet so that every
-//     page is written once, from the newest backup holding it (TRAPS.md
-//     20), truncated to its size in the backup restored, chmod-ed,
-//     fsynced; each tar entry is checked against its size and CRC-32C,
-//     each increment against its own checksums, each part against its
-//     SHA-256.
+//     is refused); each file is created with O_EXCL|O_NOFOLLOW and its
+//     size preallocated, its increments applied newest first with a
+//     delta.BlockSet so that every page is written once, from the newest
+//     backup holding it (TRAPS.md 20), adjacent pages in one write,
+//     truncated to its size in the backup restored, chmod-ed; each tar
+//     entry is checked against its size and CRC-32C, each increment
+//     against its own checksums, each part against its SHA-256. A part's
+//     files are written by a goroutine of their own (writeBehind) while
+//     the part is decoded, and the kernel is asked to start writing them
+//     back as they are written. Once every part is restored, every file
+//     is fsynced, once, 16 at a time.
 //  5. Write backup_label, tablespace_map (with the restored locations),
 //     walrus-restore.yaml when needed, and the recovery settings appended
 //     to postgresql.auto.conf; fsync directories, deepest first.
@@ -116,7 +126,10 @@
 //     never starts a half-restored directory.
 //
 // Memory stays bounded whatever the database size: a fixed number of parts
-// in flight, each with fixed buffers; only the manifests (one entry per
-// file) grow with the number of files, and, while a delta chain is
-// restored, one bit per page of each file restored from several copies.
+// in flight, each with fixed buffers (a push: a few compression blocks per
+// part, and the pages a delta keeps, at most 16 MiB; a restore: four
+// 256 KiB write buffers per part); only the manifests (one entry per file)
+// grow with the number of files, and, while a delta chain is restored,
+// one bit per page of each file restored from several copies, and the
+// list of files to fsync.
 package basebackup

@@ -1,10 +1,10 @@
 package basebackup
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -528,8 +528,9 @@ type restorer struct {
 	dec   *repo.Decoder
 	prog  *progress
 
-	mu   sync.Mutex
-	held map[string][]byte // files written last, by path
+	mu     sync.Mutex
+	held   map[string][]byte // files written last, by path
+	toSync []string          // files written, to fsync at the end (syncFiles)
 }
 
 // fileEntry returns the manifest entry of path.
@@ -558,6 +559,9 @@ func (w *restorer) restoreChain(ctx context.Context, concurrency int) error {
 	if err := w.chain.checkComplete(); err != nil {
 		return err
 	}
+	if err := w.syncFiles(ctx); err != nil {
+		return err
+	}
 	for _, p := range []string{controlFilePath, versionFilePath} {
 		if _, ok := w.held[p]; !ok {
 			return fmt.Errorf("the backup holds no %s", p)
@@ -566,63 +570,35 @@ func (w *restorer) restoreChain(ctx context.Context, concurrency int) error {
 	return nil
 }
 
-// restorePart streams one part of link li of the chain: decrypt,
-// decompress, untar, write. Every tar entry must be a regular file or
-// increment that the link's manifest places in this part; every such entry
-// must appear; the part's plaintext must match its recorded size and
-// SHA-256. The entries the restore needs are written (checked against
-// their size and CRC-32C), the others skipped.
+// restorePart streams one part of link li of the chain with
+// catalog.ReadPart: decrypt, decompress, untar; every tar entry must be a
+// regular file or increment that the link's manifest places in this part;
+// every such entry must appear; the part's plaintext must match its
+// recorded size and SHA-256. The entries the restore needs are written
+// (checked against their size and CRC-32C), the others skipped.
+//
+// The files are written by the part's writeBehind, on a goroutine of its
+// own, while the part is decoded; a failure of either ends both.
 func (w *restorer) restorePart(ctx context.Context, li int, part catalog.Part) error {
-	stored := w.chain.stored[li][part.Name]
 	needed := w.chain.needs[li][part.Name]
-	rc, err := w.dec.Open(ctx, w.st, part.Key)
-	if err != nil {
-		return fmt.Errorf("read part %s: %w", part.Name, err)
-	}
-	defer rc.Close()
-	vr := repo.VerifyingReader(rc, "part "+part.Name, part.SHA256, part.RawSize)
-	tr := tar.NewReader(vr)
-	buf := make([]byte, copyBufferSize)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read part %s: %w", part.Name, err)
-		}
-		e, ok := stored[hdr.Name]
-		if !ok {
-			return fmt.Errorf("part %s: refusing tar entry %q: the manifest places no such file in this part", part.Name, hdr.Name)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			return fmt.Errorf("part %s: refusing tar entry %q: type %q is not a regular file", part.Name, hdr.Name, hdr.Typeflag)
-		}
-		if (e.Kind == catalog.FileWhole && hdr.Size < e.Size) || (e.Kind == catalog.FileIncrement && hdr.Size != e.StoredSize) {
-			return fmt.Errorf("part %s: tar entry %q holds %d bytes, the manifest says otherwise", part.Name, hdr.Name, hdr.Size)
-		}
-		delete(stored, hdr.Name)
-		fr := needed[hdr.Name]
+	wb := newWriteBehind()
+	err := catalog.ReadPart(ctx, w.st, w.dec, part, w.chain.stored[li][part.Name], func(e *catalog.File, r io.Reader) error {
+		fr := needed[e.Path]
 		if fr == nil {
-			continue // a copy that a newer backup replaces
+			return nil // a copy that a newer backup replaces
 		}
-		if err := w.applySource(ctx, li, part, fr, e, tr, buf); err != nil {
-			return err
-		}
+		return w.applySource(ctx, li, part, fr, e, r, wb)
+	})
+	if werr := wb.close(); werr != nil && (err == nil || errors.Is(err, errWriterFailed)) {
+		return fmt.Errorf("part %s: %w", part.Name, werr)
 	}
-	// Read to the end so that the part's size and SHA-256 are checked.
-	if _, err := io.CopyBuffer(io.Discard, vr, buf); err != nil {
-		return fmt.Errorf("read part %s: %w", part.Name, err)
-	}
-	for p := range stored {
-		return fmt.Errorf("part %s lacks %s, which the manifest places in it: the backup is damaged", part.Name, p)
-	}
-	return nil
+	return err
 }
 
-// writeFile writes one file (or, for pg_control and PG_VERSION, holds it
-// to write last) and checks its size and CRC-32C.
-func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.File, r io.Reader, buf []byte) error {
+// writeFile writes one file through wb (or, for pg_control and
+// PG_VERSION, holds it to write last) and checks its size and CRC-32C.
+// The file is complete (mode, time, closed) once wb ran its last step.
+func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.File, r io.Reader, wb *writeBehind) error {
 	crc := crc32.New(castagnoli)
 	if f.Path == controlFilePath || f.Path == versionFilePath {
 		if f.Size > maxHeldFileSize {
@@ -659,27 +635,141 @@ func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", f.Path, err)
 	}
-	n, err := copyCtx(ctx, io.MultiWriter(out, crc), r, buf, w.prog)
+	preallocate(out, f.Size)
+	file := &wbFile{f: out}
+	n, err := w.copyBehind(ctx, wb, file, r, crc)
 	if err == nil {
 		err = checkFile(f, n, crc.Sum32())
 	}
-	if err == nil {
-		err = out.Chmod(fs.FileMode(f.Mode) | 0o600)
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("restore %s: %w", f.Path, cerr)
-	}
 	if err != nil {
+		wb.finish(file, func(error) error { return out.Close() })
+		if errors.Is(err, errWriterFailed) {
+			return err
+		}
 		return fmt.Errorf("part %s: %w", part.Name, err)
 	}
-	if err := os.Chtimes(p, f.MTime, f.MTime); err != nil {
-		return fmt.Errorf("restore %s: set time: %w", f.Path, err)
-	}
-	w.prog.addFile()
+	mode, mtime := fs.FileMode(f.Mode)|0o600, f.MTime
+	wb.finish(file, func(werr error) error {
+		if werr != nil {
+			out.Close()
+			return nil // already reported
+		}
+		err := out.Chmod(mode)
+		if err == nil {
+			file.startRemaining()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			if err = os.Chtimes(p, mtime, mtime); err != nil {
+				err = fmt.Errorf("set time: %w", err)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", f.Path, err)
+		}
+		w.written(p)
+		w.prog.addFile()
+		return nil
+	})
 	return nil
+}
+
+// copyBehind reads r to its end into wb's buffers, adding every byte to
+// crc, and queues them to be written to file from offset 0. It returns
+// the bytes read; errWriterFailed (wrapped) when the writer failed.
+func (w *restorer) copyBehind(ctx context.Context, wb *writeBehind, file *wbFile, r io.Reader, crc hash.Hash32) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		buf, err := wb.buffer(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", errWriterFailed, err)
+			}
+			return n, err
+		}
+		k, rerr := fill(r, buf)
+		if k > 0 {
+			crc.Write(buf[:k])
+			wb.write(file, n, buf[:k])
+			n += int64(k)
+			w.prog.addBytes(int64(k))
+		} else {
+			wb.pool <- buf
+		}
+		if errors.Is(rerr, io.EOF) {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// fill reads from r until buf is full or r fails; io.EOF (only) means r
+// ended, whatever was read before it.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// writebackEvery is how many bytes a restore writes to a file before it
+// asks the kernel to start writing them to disk (startWriteback).
+const writebackEvery = 8 << 20
+
+// written records a restored file, to be fsynced by syncFiles.
+func (w *restorer) written(p string) {
+	w.mu.Lock()
+	w.toSync = append(w.toSync, p)
+	w.mu.Unlock()
+}
+
+// syncFilesConcurrency bounds the fsyncs in flight at the end of a
+// restore: the file system commits concurrent fsyncs together.
+const syncFilesConcurrency = 16
+
+// syncFiles fsyncs every file the restore wrote, once each, after they
+// are all written: the kernel has been writing them back meanwhile
+// (startWriteback), and a file's fsync no longer holds up the download
+// and decompression of the next. Directories are fsynced after this
+// (finishDirs), and the files that make the directory startable last.
+func (w *restorer) syncFiles(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(syncFilesConcurrency)
+	for _, p := range w.toSync {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+			if err != nil {
+				return fmt.Errorf("sync %s: %w", p, err)
+			}
+			err = f.Sync()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("sync %s: %w", p, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // checkFile compares what was restored with the manifest.
@@ -691,28 +781,4 @@ func checkFile(f *catalog.File, n int64, sum uint32) error {
 		return fmt.Errorf("restore %s: crc32c %s, the manifest says %s: %w", f.Path, got, f.CRC32C, repo.ErrChecksum)
 	}
 	return nil
-}
-
-// copyCtx copies r to w, stopping when ctx ends.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte, prog *progress) (int64, error) {
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		k, rerr := r.Read(buf)
-		if k > 0 {
-			if _, err := w.Write(buf[:k]); err != nil {
-				return n, err
-			}
-			n += int64(k)
-			prog.addBytes(int64(k))
-		}
-		if errors.Is(rerr, io.EOF) {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }

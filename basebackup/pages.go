@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/walrusdb/walrus/pg"
 )
@@ -233,17 +234,25 @@ func readPage(f io.ReaderAt, page []byte, off int64) error {
 
 // trackedFile is a relation file as SelectPages and WriteIncrement read
 // it: reads are rate-limited, counted for progress (when count is set) and
-// watched for the file's highest page LSN.
+// watched for the file's highest page LSN. With a cache, the pages
+// SelectPages reads that it may select are kept (fill set), and
+// WriteIncrement's reads of them are served from it (fill unset), so that
+// such a page is read from the file once.
 type trackedFile struct {
 	ctx   context.Context
 	f     *os.File
 	u     *uploader
 	count bool
 	lsn   *lsnTracker
+	cache *pageCache
+	fill  bool
 }
 
 // ReadAt implements io.ReaderAt.
 func (t *trackedFile) ReadAt(p []byte, off int64) (int, error) {
+	if t.cache != nil && !t.fill && t.cache.get(p, off) {
+		return len(p), nil
+	}
 	if err := t.u.limiter.wait(t.ctx, len(p)); err != nil {
 		return 0, err
 	}
@@ -252,5 +261,121 @@ func (t *trackedFile) ReadAt(p []byte, off int64) (int, error) {
 		t.u.prog.addBytes(int64(n))
 	}
 	t.lsn.observeAll(p[:n], off)
+	if t.cache != nil && t.fill {
+		t.cache.offer(p[:n], off)
+	}
 	return n, err
+}
+
+// deltaCacheBytes bounds the pages a backup keeps between SelectPages and
+// WriteIncrement, over all its workers. Pages past it are read again
+// (normally from the page cache).
+const deltaCacheBytes = 16 << 20
+
+// pageCacheChunk is how many pages a pageCache allocates at once.
+const pageCacheChunk = 64
+
+// pageCache keeps the pages of one relation file that SelectPages may
+// select: every page but those with a sound header and an LSN below the
+// threshold (those are left out of a delta, unless their checksum fails:
+// such pages are read again). Zero pages are remembered without their
+// bytes. Its memory counts against the uploader's deltaCacheBytes; a page
+// that does not fit is not kept. A page read again (SelectPages confirms
+// a checksum failure) replaces the copy kept.
+type pageCache struct {
+	bs        int
+	threshold pg.LSN
+	budget    *atomic.Int64    // bytes kept by every cache of the backup
+	index     map[uint32]int32 // block → slot; zeroSlot for an all-zero page
+	chunks    [][]byte
+	used      int // slots used
+	full      bool
+}
+
+const zeroSlot = -1
+
+func newPageCache(bs int, threshold pg.LSN, budget *atomic.Int64) *pageCache {
+	return &pageCache{bs: bs, threshold: threshold, budget: budget, index: map[uint32]int32{}}
+}
+
+// offer looks at the whole pages of p, read at off, and keeps those a
+// delta may store.
+func (c *pageCache) offer(p []byte, off int64) {
+	if off%int64(c.bs) != 0 {
+		return
+	}
+	first := off / int64(c.bs)
+	for i := 0; (i+1)*c.bs <= len(p); i++ {
+		page := p[i*c.bs : (i+1)*c.bs]
+		blk := uint32(first + int64(i))
+		if slot, ok := c.index[blk]; ok && slot != zeroSlot {
+			copy(c.slot(slot), page)
+			continue
+		}
+		switch {
+		case pg.PageIsZero(page):
+			c.index[blk] = zeroSlot
+			continue
+		case !pg.PageIsNew(page) && pg.ValidatePageHeader(page, c.bs) == nil:
+			if lsn := pg.ParsePageHeader(page).LSN; lsn != pg.InvalidLSN && lsn < c.threshold {
+				delete(c.index, blk) // was zero when first read
+				continue
+			}
+		}
+		slot, ok := c.newSlot()
+		if !ok {
+			delete(c.index, blk)
+			continue
+		}
+		copy(c.slot(slot), page)
+		c.index[blk] = slot
+	}
+}
+
+// newSlot reserves room for one more page, if the budget allows.
+func (c *pageCache) newSlot() (int32, bool) {
+	if c.full {
+		return 0, false
+	}
+	if c.used%pageCacheChunk == 0 {
+		size := int64(pageCacheChunk * c.bs)
+		if c.budget.Add(size) > deltaCacheBytes {
+			c.budget.Add(-size)
+			c.full = true
+			return 0, false
+		}
+		c.chunks = append(c.chunks, make([]byte, size))
+	}
+	c.used++
+	return int32(c.used - 1), true
+}
+
+func (c *pageCache) slot(i int32) []byte {
+	chunk := c.chunks[int(i)/pageCacheChunk]
+	at := (int(i) % pageCacheChunk) * c.bs
+	return chunk[at : at+c.bs]
+}
+
+// get fills p, one whole page at off, from the cache, and reports whether
+// it could.
+func (c *pageCache) get(p []byte, off int64) bool {
+	if len(p) != c.bs || off%int64(c.bs) != 0 {
+		return false
+	}
+	slot, ok := c.index[uint32(off/int64(c.bs))]
+	switch {
+	case !ok:
+		return false
+	case slot == zeroSlot:
+		clear(p)
+	default:
+		copy(p, c.slot(slot))
+	}
+	return true
+}
+
+// release gives the cache's memory back to the budget.
+func (c *pageCache) release() {
+	c.budget.Add(-int64(len(c.chunks) * pageCacheChunk * c.bs))
+	c.chunks, c.index = nil, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walrusdb/walrus/catalog"
+	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
 	"github.com/walrusdb/walrus/storage"
@@ -219,7 +221,12 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	}
 
 	prog := newProgress(opts.Progress, "backup "+name)
-	up := &uploader{st: opts.Store, enc: opts.Encoder, backup: name, partSize: partSize, limiter: newRateLimiter(opts.RateLimit), prog: prog, read: rs}
+	// A backup has few parts in flight, often fewer than the cores (a
+	// relation segment of 1 GiB is one tar entry, so one part): each part
+	// compresses several blocks at once. Same format, same object names.
+	enc := *opts.Encoder
+	enc.Codec = compress.WithConcurrency(enc.Codec, runtime.GOMAXPROCS(0))
+	up := &uploader{st: opts.Store, enc: &enc, backup: name, partSize: partSize, limiter: newRateLimiter(opts.RateLimit), prog: prog, read: rs}
 	keepParts := false
 	defer func() {
 		if err == nil {

@@ -53,6 +53,8 @@ type uploader struct {
 	read     readSettings
 	seq      atomic.Int64
 	found    findings
+	// cacheBytes is the memory of the pageCaches of deltas in progress.
+	cacheBytes atomic.Int64
 
 	mu       sync.Mutex
 	parts    []catalog.Part
@@ -269,14 +271,18 @@ func (u *uploader) addFile(ctx context.Context, part func() *partWriter, e entry
 // the base's start LSN (TRAPS.md 16) and every page whose LSN cannot be
 // trusted, as an increment (package delta); or, when no page is selected
 // and the size is the base's, only a manifest entry, unchanged. The file
-// is read by delta.SelectPages, then the selected pages again by
-// delta.WriteIncrement (from the page cache, normally).
+// is read once, by delta.SelectPages; delta.WriteIncrement gets the pages
+// it selected from a pageCache, up to deltaCacheBytes for the whole
+// backup, and reads only the others again (from the OS page cache,
+// normally).
 func (u *uploader) addRelation(ctx context.Context, part func() *partWriter, e entry, f *os.File, fi fs.FileInfo, rf pg.RelFile, base *catalog.File) (*catalog.File, error) {
 	d := u.read.delta
 	bs := u.read.blockSize
 	size := fi.Size()
 	lsn := &lsnTracker{bs: bs}
-	sel, err := delta.SelectPages(ctx, &trackedFile{ctx: ctx, f: f, u: u, count: true, lsn: lsn}, size, delta.SelectOptions{
+	cache := newPageCache(bs, d.m.StartLSN, &u.cacheBytes)
+	defer cache.release()
+	sel, err := delta.SelectPages(ctx, &trackedFile{ctx: ctx, f: f, u: u, count: true, lsn: lsn, cache: cache, fill: true}, size, delta.SelectOptions{
 		BlockSize:       bs,
 		Threshold:       d.m.StartLSN,
 		StartLSN:        u.read.startLSN,
@@ -317,7 +323,7 @@ func (u *uploader) addRelation(ctx context.Context, part func() *partWriter, e e
 		return nil, fmt.Errorf("write part %s: %s: %w", p.name, e.rel, err)
 	}
 	crc := crc32.New(castagnoli)
-	n, err := delta.WriteIncrement(io.MultiWriter(p.tw, crc), &trackedFile{ctx: ctx, f: f, u: u, lsn: lsn}, sel, bs)
+	n, err := delta.WriteIncrement(io.MultiWriter(p.tw, crc), &trackedFile{ctx: ctx, f: f, u: u, lsn: lsn, cache: cache}, sel, bs)
 	if err != nil {
 		return nil, fmt.Errorf("write part %s: %w", p.name, err)
 	}

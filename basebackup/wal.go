@@ -11,9 +11,14 @@ import (
 	"github.com/walrusdb/walrus/storage"
 )
 
-// walPollInterval is how often waitForWAL looks again for a missing
-// segment.
-const walPollInterval = 2 * time.Second
+// waitForWAL looks again for a missing segment after walPollFirst, then
+// after twice as long each time, up to walPollMax: the last segment is
+// normally archived a few milliseconds after pg_backup_stop switched it,
+// and a backup should not wait seconds for it.
+const (
+	walPollFirst = 10 * time.Millisecond
+	walPollMax   = 2 * time.Second
+)
 
 // waitForWAL returns once every WAL segment from the one holding start to
 // the one holding the last byte before stop, on timeline tli, is in the
@@ -31,6 +36,7 @@ func waitForWAL(ctx context.Context, st storage.Store, suffix string, tli pg.Tim
 		need = append(need, pg.SegmentName(tli, seg, segSize))
 	}
 	deadline := time.Now().Add(timeout)
+	wait := walPollFirst
 	for _, name := range need {
 		for {
 			_, err := repo.FindObject(ctx, st, repo.WALBase(name), suffix)
@@ -43,9 +49,10 @@ func waitForWAL(ctx context.Context, st storage.Store, suffix string, tli pg.Tim
 			if time.Now().After(deadline) {
 				return fmt.Errorf("WAL %s, needed to restore this backup, is not in the repository after %v although PostgreSQL reports it archived: make archive_command push to this repository (walrus wal-push with the same configuration)", name, timeout)
 			}
-			if err := sleepCtx(ctx, walPollInterval); err != nil {
+			if err := sleepCtx(ctx, wait); err != nil {
 				return fmt.Errorf("wait for WAL %s: %w", name, err)
 			}
+			wait = min(2*wait, walPollMax)
 		}
 	}
 	return nil

@@ -100,6 +100,13 @@ func TestValidateRejects(t *testing.T) {
 			m.Files[4].Path = "pg_tblspc/x"
 			m.Files[5].Path = "pg_tblspc/x/y"
 		},
+		"file larger than its part": func(m *Manifest) { m.Parts[0].RawSize = 8000 },
+		"absurd file size": func(m *Manifest) {
+			m.Parts[0].RawSize = 1<<63 - 1
+			m.DataSize += 1<<62 - m.Files[0].Size
+			m.Files[0].Size = 1 << 62
+			m.Files[2].Size = 1<<63 - 1 - 1<<62 + 100
+		},
 	}
 	for name, edit := range cases {
 		m := validManifest("base_a", "1", 1, 0x3000028)
@@ -190,6 +197,7 @@ func deltaManifest(name string, base *Manifest, start pg.LSN) *Manifest {
 	}
 	m.Kind, m.DeltaFrom, m.DeltaRoot = KindDelta, &from, &root
 	m.BlockSize = 8192
+	m.Parts[0].RawSize = 40960 // room for the increment
 	now := m.StartTime
 	m.Files = append(m.Files[:2],
 		File{Path: "global/1262", Kind: FileIncrement, Size: 3 * 8192, Mode: 0o600, MTime: now, Part: "part_00001.tar", Offset: 512, CRC32C: "0badcafe", StoredSize: MinIncrementSize + 2*(4+8192), Blocks: 2},
@@ -219,6 +227,15 @@ func TestValidateDelta(t *testing.T) {
 		"unchanged with a part":  func(m *Manifest) { m.Files[3].Part = "part_00001.tar" },
 		"whole from elsewhere":   func(m *Manifest) { m.Files[0].Source = "base_a" },
 		"full with a delta size": func(m *Manifest) { m.Kind, m.DeltaFrom, m.DeltaRoot = KindFull, nil, nil },
+		"increment of an absurd file": func(m *Manifest) {
+			m.DataSize += 1<<62 - m.Files[2].Size
+			m.Files[2].Size = 1 << 62
+		},
+		"unchanged absurd": func(m *Manifest) {
+			m.DataSize += 1<<62 - m.Files[3].Size
+			m.Files[3].Size = 1 << 62
+		},
+		"increment larger than its part": func(m *Manifest) { m.Parts[0].RawSize = 20000 },
 	}
 	for name, edit := range cases {
 		m := deltaManifest("base_b", full, 0x5000028)

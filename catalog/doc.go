@@ -1,7 +1,10 @@
 // Package catalog reads the repository: backup manifests, the list of
 // backups, resolving a backup by name or as LATEST, and the chain of a
-// delta backup (ReadChain). Later: retention
-// plans, verification of backups and of WAL continuity.
+// delta backup (ReadChain); the continuity of the WAL archive (VerifyWAL);
+// reading a backup back and checking it against its manifest
+// (VerifyBackups, sharing ReadPart and FileSources with restores);
+// retention: planning and executing a delete (PlanDeletion,
+// DeletionPlan.Execute) and the permanent mark (SetPermanent).
 //
 // Words used here:
 //   - backup: a copy of a cluster's data directory taken between
@@ -101,7 +104,10 @@
 //   - Validate refuses any manifest that could make a restore write outside
 //     its target: absolute paths, "." or ".." components, entries under a
 //     symbolic link other than a tablespace link, symbolic links anywhere
-//     but pg_tblspc/<oid>.
+//     but pg_tblspc/<oid>. Nor absurd sizes: the files and increments a
+//     part holds fit in its raw_size, a relation file (increment or
+//     unchanged) holds at most 2^32 pages, the sizes add up without
+//     overflow; so a restore refuses them before it writes anything.
 //   - Backups are ordered by (system identifier, timeline, start LSN) read
 //     from the manifests, never by names or object times (TRAPS.md 24).
 //   - A delta's chain (delta_from, then its delta_from, ...) ends at the
@@ -111,4 +117,25 @@
 //     following a path down the chain, each "unchanged" entry leads to the
 //     backup its source names, each "increment" to the next link, until a
 //     "whole" entry or an increment that holds every page of the file.
+//   - permanent: a backup whose manifest says "permanent": true. Retention
+//     never deletes it, nor the backups of its chain, nor the WAL each of
+//     them needs from its start to its finish. SetPermanent is the only
+//     rewrite of a manifest: the same bytes but for that value, replaced
+//     atomically.
+//
+// # Retention
+//
+// A delete removes, in this order, so that it can stop at any point and
+// leave only backups that can be restored (TRAPS.md 23): for each backup,
+// newest first, a tombstone backups/<name>/deleting then the manifest
+// (from then on the backup is not listed); then the backups' data, each
+// tombstone last; then WAL, oldest first; then restore points. A backup
+// directory without a manifest is deleted by any later delete when it
+// holds a tombstone, and otherwise only once nothing was written to it for
+// a day (it may be a backup in progress, whose manifest comes last).
+// Running the same delete again after an interruption finishes it: the
+// kept backups, and so the WAL and restore points to delete, are planned
+// from the manifests, which are the same. WAL is never expired in a
+// repository without a backup (TRAPS.md 25); .history files are never
+// deleted.
 package catalog

@@ -140,21 +140,59 @@ func WriteManifest(ctx context.Context, st storage.Store, m *Manifest) error {
 		return fmt.Errorf("write manifest: %w", err)
 	}
 	key := repo.ManifestKey(m.Name)
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pw.CloseWithError(m.Encode(pw))
-	}()
-	err := st.Put(ctx, key, pr, storage.PutOptions{IfNotExists: true, Size: -1})
+	body := &manifestBody{m: m}
+	body.begin()
+	err := st.Put(ctx, key, body, storage.PutOptions{IfNotExists: true, Size: -1})
 	// Unblock the encoder if Put returned without reading everything; it
 	// then ends at once.
-	pr.CloseWithError(errors.New("manifest upload ended"))
-	<-done
+	body.end()
 	if err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
+}
+
+// errManifestUploadEnded unblocks a manifest's encoder once its upload
+// returned.
+var errManifestUploadEnded = errors.New("manifest upload ended")
+
+// manifestBody is the body of a manifest upload: the manifest encoded
+// into a pipe, without building the document in memory. The encoding is
+// deterministic, so another attempt encodes it again (retry.Reopener):
+// the retry layer can resend it whole after a failure midway, and tell
+// that a create-only upload whose answer was lost stored this very
+// manifest.
+type manifestBody struct {
+	m    *Manifest
+	pr   *io.PipeReader
+	done chan struct{}
+}
+
+// begin starts an encoding.
+func (b *manifestBody) begin() {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	b.pr, b.done = pr, done
+	go func() {
+		defer close(done)
+		pw.CloseWithError(b.m.Encode(pw))
+	}()
+}
+
+// end stops the current encoding and waits for it.
+func (b *manifestBody) end() {
+	b.pr.CloseWithError(errManifestUploadEnded)
+	<-b.done
+}
+
+// Read reads the current encoding.
+func (b *manifestBody) Read(p []byte) (int, error) { return b.pr.Read(p) }
+
+// Reopen starts the encoding again from the first byte.
+func (b *manifestBody) Reopen() (io.Reader, error) {
+	b.end()
+	b.begin()
+	return b, nil
 }
 
 // MaxChainLength bounds the links ReadChain follows, so that a loop of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"regexp"
 	"slices"
@@ -346,6 +347,10 @@ func (m *Manifest) Validate() error {
 		spcs[ts.OID] = true
 	}
 	parts := make(map[string]bool, len(m.Parts))
+	// room is what each part's tar stream has left for the entries listed
+	// in it: no entry can be larger than the stream that holds it, so an
+	// absurd size is refused here, before a restore writes anything.
+	room := make(map[string]int64, len(m.Parts))
 	prefix := "backups/" + m.Name + "/parts/"
 	for _, p := range m.Parts {
 		if !partNamePattern.MatchString(p.Name) || parts[p.Name] {
@@ -358,7 +363,17 @@ func (m *Manifest) Validate() error {
 			return bad("part %s has bad sizes or sha256", p.Name)
 		}
 		parts[p.Name] = true
+		room[p.Name] = p.RawSize
 	}
+	fits := func(f File, n int64) error {
+		if n > room[f.Part] {
+			return bad("%s is %d bytes, more than its part %s holds", f.Path, n, f.Part)
+		}
+		room[f.Part] -= n
+		return nil
+	}
+	// A relation file holds at most 2^32 pages.
+	maxRelFile := int64(1<<32) * int64(max(m.BlockSize, 1))
 	if m.BlockSize != 0 && !pg.ValidBlockSize(m.BlockSize) {
 		return bad("block size %d", m.BlockSize)
 	}
@@ -408,6 +423,9 @@ func (m *Manifest) Validate() error {
 			if f.Source != "" || !parts[f.Part] {
 				return bad("%s is stored in part %q of backup %q, not in a part this manifest lists", f.Path, f.Part, f.Source)
 			}
+			if err := fits(f, f.Size); err != nil {
+				return err
+			}
 			dataSize += f.Size
 			deltaSize += f.Size
 		case FileIncrement:
@@ -422,6 +440,12 @@ func (m *Manifest) Validate() error {
 			if f.Source != "" || !parts[f.Part] {
 				return bad("%s is stored in part %q of backup %q, not in a part this manifest lists", f.Path, f.Part, f.Source)
 			}
+			if f.Size > maxRelFile {
+				return bad("%s is an increment of a %d-byte file, larger than a relation file can be", f.Path, f.Size)
+			}
+			if err := fits(f, f.StoredSize); err != nil {
+				return err
+			}
 			dataSize += f.Size
 			deltaSize += f.StoredSize
 		case FileUnchanged:
@@ -434,9 +458,15 @@ func (m *Manifest) Validate() error {
 			if err := ValidateName(f.Source); err != nil || f.Source == m.Name {
 				return bad("%s is unchanged with source %q: it must name an older backup of the chain", f.Path, f.Source)
 			}
+			if f.Size > maxRelFile {
+				return bad("%s is unchanged at %d bytes, larger than a relation file can be", f.Path, f.Size)
+			}
 			dataSize += f.Size
 		default:
 			return bad("%s has unknown kind %q", f.Path, f.Kind)
+		}
+		if dataSize < 0 {
+			return bad("the file sizes add up to more than %d bytes", int64(math.MaxInt64))
 		}
 		kinds[f.Path] = f.Kind
 	}

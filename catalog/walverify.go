@@ -43,9 +43,10 @@ type WALReport struct {
 }
 
 // WALRange is the stretch of WAL VerifyWAL checked: from the start of the
-// oldest backup on the newest timeline's lineage (or, without one, from the
-// oldest archived segment of that lineage) to the newest segment archived
-// on it.
+// oldest backup on the newest timeline's lineage that is not permanent nor
+// in a permanent backup's chain (with only such backups: the newest; with
+// none: the oldest archived segment of that lineage) to the newest segment
+// archived on it.
 type WALRange struct {
 	// Empty is true when there was nothing to check (no WAL archived yet).
 	Empty bool `json:"empty"`
@@ -102,7 +103,10 @@ type BrokenBackup struct {
 // oldest backup on that lineage (without one: from the oldest segment
 // archived on it) to the newest segment archived on it, and, for every
 // backup, every segment from its start LSN to its finish LSN on its own
-// timeline (its replay to consistency).
+// timeline (its replay to consistency). Backups that are permanent, or in
+// the chain of a permanent backup, do not start the range unless there is
+// no other: delete keeps only the WAL they need to become consistent
+// (PlanDeletion).
 //
 // Words used here:
 //   - newest timeline: the highest timeline that has a history file in the
@@ -282,20 +286,34 @@ func (v *walVerifier) walkLineage(backups []Backup) {
 		}
 	}
 
-	// The start: the oldest backup on the lineage, else the oldest segment
-	// that holds WAL of the lineage.
-	var start *Backup
+	// The start: the oldest backup on the lineage that is not kept only
+	// for being permanent (delete keeps just the WAL such a backup needs
+	// to become consistent; without another, the newest backup), else the
+	// oldest segment that holds WAL of the lineage.
+	var start, newest *Backup
+	permanent := permanentChains(backups)
 	for i := range backups {
 		b := &backups[i]
 		if !v.h.Contains(b.Timeline, b.StartLSN) {
 			v.note("backup %s (timeline %d, start %s) is not on the lineage of timeline %d: only its own replay to consistency was checked", b.Name, b.Timeline, b.StartLSN, v.h.TLI)
 			continue
 		}
-		if start == nil || b.StartLSN < start.StartLSN {
+		if newest == nil || b.StartLSN >= newest.StartLSN {
+			newest = b
+		}
+		if !permanent[b.Name] && (start == nil || b.StartLSN < start.StartLSN) {
 			start = b
 		}
 		if end := lastByte(*b, segSize); !haveLast || end > to {
 			to, haveLast = end, true
+		}
+	}
+	if start == nil {
+		start = newest
+	}
+	for i := range backups {
+		if b := &backups[i]; start != nil && permanent[b.Name] && b.StartLSN < start.StartLSN && v.h.Contains(b.Timeline, b.StartLSN) {
+			v.note("backup %s is permanent or in the chain of a permanent backup: only its own replay to consistency was checked (delete keeps no later WAL for it)", b.Name)
 		}
 	}
 	r := &v.rep.Range

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // Codec compresses and decompresses streams in one format.
@@ -30,6 +31,89 @@ type Codec interface {
 	// Close releases the decoder; it does not close r and need not be
 	// called after Read returned io.EOF or an error, but it may be.
 	NewReader(r io.Reader) (io.ReadCloser, error)
+}
+
+// multiWriter is implemented by codecs whose writer can work on several
+// blocks of one stream at once.
+type multiWriter interface {
+	newWriterN(w io.Writer, level, n int) (io.WriteCloser, error)
+}
+
+// WithConcurrency returns a codec that writes exactly c's format, under
+// c's name and extension, but whose writers compress up to n blocks of a
+// stream at once on goroutines of their own, when c can (lz4: n blocks in
+// parallel; zstd: one block encoded while the next is filled); other
+// codecs, and n <= 1, give c itself. It is meant for a few large streams
+// at once (the parts of a base backup), where one goroutine per stream
+// would leave cores idle; many small streams in parallel (WAL) are better
+// served by c. Such a writer holds a few more blocks in memory (lz4:
+// n+2 blocks of 1 MiB in and out), and writes to its destination from
+// another goroutine than the caller's, one Write at a time; Close still
+// returns only once everything is written. Readers are c's.
+func WithConcurrency(c Codec, n int) Codec {
+	if _, ok := c.(multiWriter); !ok || n <= 1 {
+		return c
+	}
+	return concurrentCodec{Codec: c, n: n}
+}
+
+// concurrentCodec is a codec whose writers use n goroutines.
+type concurrentCodec struct {
+	Codec
+	n int
+}
+
+func (c concurrentCodec) levels() levelRange { return c.Codec.(leveled).levels() }
+
+// NewWriter returns c's writer with concurrency c.n. A failure of w
+// fails the next Write, as with any writer, although w is written on
+// another goroutine.
+func (c concurrentCodec) NewWriter(w io.Writer, level int) (io.WriteCloser, error) {
+	dst := &watchedWriter{w: w}
+	zw, err := c.Codec.(multiWriter).newWriterN(dst, level, c.n)
+	if err != nil {
+		return nil, err
+	}
+	return &failFastWriter{WriteCloser: zw, dst: dst}, nil
+}
+
+// watchedWriter remembers the first error of w, which another goroutine
+// writes.
+type watchedWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (d *watchedWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	if err != nil {
+		d.mu.Lock()
+		if d.err == nil {
+			d.err = err
+		}
+		d.mu.Unlock()
+	}
+	return n, err
+}
+
+func (d *watchedWriter) failed() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// failFastWriter stops taking data once its destination failed.
+type failFastWriter struct {
+	io.WriteCloser
+	dst *watchedWriter
+}
+
+func (f *failFastWriter) Write(p []byte) (int, error) {
+	if err := f.dst.failed(); err != nil {
+		return 0, err
+	}
+	return f.WriteCloser.Write(p)
 }
 
 // DefaultName is the codec used when the configuration names none.

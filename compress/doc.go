@@ -27,7 +27,10 @@
 //     to wrong bytes, and walrus relies on the plaintext checksum it records
 //     for every object (and on encryption, which authenticates every chunk).
 //   - Every codec is safe for concurrent use; each stream runs on the
-//     caller's goroutine, since callers run many streams in parallel.
+//     caller's goroutine, since callers run many streams in parallel. A
+//     caller with few large streams (a base backup's parts) asks
+//     WithConcurrency for writers that compress several blocks of a
+//     stream at once (lz4, zstd), in the same format.
 //
 // Defaults, measured on 16 MiB of WAL-like data (8 KiB pages, a quarter of
 // them zero) on one core of a shared 2-CPU machine; see BenchmarkCompress,

@@ -33,6 +33,14 @@ func (lz4Codec) levels() levelRange { return levelRange{min: 1, max: len(lz4Leve
 
 // NewWriter returns a writer of one LZ4 frame into w.
 func (c lz4Codec) NewWriter(w io.Writer, level int) (io.WriteCloser, error) {
+	return c.newWriterN(w, level, 1)
+}
+
+// newWriterN is NewWriter compressing up to n blocks at once, each on a
+// goroutine of its own; the library writes the blocks to w in order, from
+// a goroutine of its own, and Close waits for them. A stream then holds up
+// to n+2 blocks of input and of output.
+func (c lz4Codec) newWriterN(w io.Writer, level, n int) (io.WriteCloser, error) {
 	if err := checkLevel(c, level); err != nil {
 		return nil, err
 	}
@@ -45,7 +53,7 @@ func (c lz4Codec) NewWriter(w io.Writer, level int) (io.WriteCloser, error) {
 		lz4.BlockSizeOption(lz4BlockSize),
 		lz4.BlockChecksumOption(true),
 		lz4.ChecksumOption(true),
-		lz4.ConcurrencyOption(1),
+		lz4.ConcurrencyOption(max(n, 1)),
 		lz4.CompressionLevelOption(lvl),
 	); err != nil {
 		return nil, err

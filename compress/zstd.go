@@ -42,11 +42,30 @@ func (zstdCodec) levels() levelRange { return levelRange{min: 1, max: 22, def: z
 
 // NewWriter returns a writer of one zstd frame into w.
 func (c zstdCodec) NewWriter(w io.Writer, level int) (io.WriteCloser, error) {
+	return c.newWriterN(w, level, 1)
+}
+
+// newWriterN is NewWriter that, for n > 1, encodes a block on a goroutine
+// of its own while the caller fills the next one (the library's concurrent
+// stream mode). Such encoders are not pooled: they serve few, long streams.
+func (c zstdCodec) newWriterN(w io.Writer, level, n int) (io.WriteCloser, error) {
 	level, err := resolveLevel(c, level)
 	if err != nil {
 		return nil, err
 	}
 	speed := zstd.EncoderLevelFromZstd(level)
+	if n > 1 {
+		enc, err := zstd.NewWriter(w,
+			zstd.WithEncoderLevel(speed),
+			zstd.WithEncoderConcurrency(n),
+			zstd.WithEncoderCRC(true),
+			zstd.WithZeroFrames(true),
+		)
+		if err != nil {
+			return nil, err
+		}
+		return &streamWriter{codec: c.Name(), enc: enc}, nil
+	}
 	pool := &zstdEncoders[speed]
 	enc, _ := pool.Get().(*zstd.Encoder)
 	if enc == nil {

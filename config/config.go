@@ -23,6 +23,9 @@ import (
 type Config struct {
 	// Source is the file the configuration was read from, or "".
 	Source string `yaml:"-" json:"-"`
+	// Warnings are problems Load found that do not stop walrus, e.g. a
+	// file holding secrets that others may read; the caller prints them.
+	Warnings []string `yaml:"-" json:"-"`
 
 	// Repo is the repository: file:///abs/path, /abs/path or s3://bucket/prefix.
 	Repo string `yaml:"repo"`
@@ -299,6 +302,7 @@ func Load(path string, lookup LookupFunc) (*Config, error) {
 			return nil, err
 		}
 		c.Source = path
+		c.Warnings = append(c.Warnings, exposed(path, "config file", c.secretKeys())...)
 	}
 	for _, v := range envVars {
 		val, ok := lookup(v.name)
@@ -317,7 +321,37 @@ func Load(path string, lookup LookupFunc) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if c.Encryption.IdentityFile != "" {
+		c.Warnings = append(c.Warnings, exposed(c.Encryption.IdentityFile, "age identity file", []string{"the key that decrypts every backup"})...)
+	}
 	return &c, nil
+}
+
+// secretKeys names the settings of c that hold secrets.
+func (c *Config) secretKeys() []string {
+	var keys []string
+	if c.S3.SecretAccessKey != "" {
+		keys = append(keys, "s3.secret_access_key")
+	}
+	if c.Postgres.DSN != "" && RedactDSN(c.Postgres.DSN) != c.Postgres.DSN {
+		keys = append(keys, "the password in postgres.dsn")
+	}
+	return keys
+}
+
+// exposed warns when the file at path, holding secrets, can be read by its
+// group or by others (as libpq warns about a password file). A file that
+// cannot be examined gets no warning: reading it reports the problem.
+func exposed(path, what string, secrets []string) []string {
+	if len(secrets) == 0 {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%s %s holds %s and can be read by users other than its owner (mode %04o): chmod 600 %s",
+		what, path, strings.Join(secrets, " and "), fi.Mode().Perm(), path)}
 }
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"strings"
 
@@ -98,29 +99,41 @@ type Written struct {
 // Put streams src through the encoder into st under base+Suffix(). The
 // stored size is checked with Stat before success is reported (TRAPS 3).
 // opts.Metadata is stored as given.
+//
+// When src is an io.ReadSeeker (a file), the body handed to st can be
+// encoded again from src's starting offset for another attempt (it
+// implements retry.Reopener), so that the retry layer resends the whole
+// object after a failure midway. Any other src is read once.
+//
+// A create-only Put (opts.IfNotExists) that meets storage.ErrExists after
+// the whole object went out, with a body that cannot be encoded again, reads
+// the stored object back: when it is byte for byte what this Put sent
+// (same size and CRC-32C), an earlier attempt of this very Put stored it
+// and lost the answer (a retry of a lost response meets its own object),
+// and Put succeeds.
 func (e *Encoder) Put(ctx context.Context, st storage.Store, base string, src io.Reader, opts storage.PutOptions) (Written, error) {
 	key := base + e.Suffix()
-	pr, pw := io.Pipe()
-	h := sha256.New()
-	var raw, stored int64
-	done := make(chan error, 1)
-	go func() {
-		cw := &countWriter{w: pw}
-		w, err := e.Wrap(cw)
-		if err == nil {
-			raw, err = io.Copy(io.MultiWriter(w, h), src)
-			if cerr := w.Close(); err == nil {
-				err = cerr
-			}
+	b := &encodingBody{enc: e, src: src}
+	if rs, ok := src.(io.ReadSeeker); ok {
+		// A pipe or a socket may claim to seek and fail.
+		if pos, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			b.seeker, b.start = rs, pos
 		}
-		stored = cw.n
-		pw.CloseWithError(err)
-		done <- err
-	}()
+	}
+	b.begin()
+	var body io.Reader = b
+	if b.seeker != nil {
+		body = reopenableBody{b}
+	}
 	opts.Size = -1
-	perr := st.Put(ctx, key, pr, opts)
-	pr.CloseWithError(errUploadEnded)
-	werr := <-done
+	perr := st.Put(ctx, key, body, opts)
+	werr := b.end()
+	a := b.cur
+	if opts.IfNotExists && b.seeker == nil && werr == nil && errors.Is(perr, storage.ErrExists) {
+		if same, err := storedEquals(ctx, st, key, a.stored, a.crc.Sum32()); err == nil && same {
+			perr = nil
+		}
+	}
 	if werr != nil && !errors.Is(werr, errUploadEnded) {
 		return Written{}, fmt.Errorf("encode %s: %w", key, werr)
 	}
@@ -131,10 +144,96 @@ func (e *Encoder) Put(ctx context.Context, st storage.Store, base string, src io
 	if err != nil {
 		return Written{}, fmt.Errorf("confirm %s: %w", key, err)
 	}
-	if info.Size != stored {
-		return Written{}, fmt.Errorf("confirm %s: stored size %d, expected %d: the upload was truncated, retry", key, info.Size, stored)
+	if info.Size != a.stored {
+		return Written{}, fmt.Errorf("confirm %s: stored size %d, expected %d: the upload was truncated, retry", key, info.Size, a.stored)
 	}
-	return Written{Key: key, RawSize: raw, StoredSize: stored, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return Written{Key: key, RawSize: a.raw, StoredSize: a.stored, SHA256: hex.EncodeToString(a.h.Sum(nil))}, nil
+}
+
+// castagnoli is the CRC-32C table.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// storedEquals reports whether the object under key is size bytes whose
+// CRC-32C is sum.
+func storedEquals(ctx context.Context, st storage.Store, key string, size int64, sum uint32) (bool, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	c := crc32.New(castagnoli)
+	n, err := io.Copy(c, rc)
+	if err != nil {
+		return false, err
+	}
+	return n == size && c.Sum32() == sum, nil
+}
+
+// encodingBody is the body of a Put: src encoded on a goroutine of its
+// own into a pipe. Each attempt of the upload reads one encoding.
+type encodingBody struct {
+	enc    *Encoder
+	src    io.Reader
+	seeker io.ReadSeeker // src, when it can be rewound to start
+	start  int64
+	cur    *encoding
+}
+
+// encoding is one pass of the encoder over src.
+type encoding struct {
+	pr          *io.PipeReader
+	done        chan error
+	h           hash.Hash   // plaintext SHA-256
+	crc         hash.Hash32 // CRC-32C of the stored bytes
+	raw, stored int64       // set before done is sent
+}
+
+// begin starts an encoding of src from where it stands.
+func (b *encodingBody) begin() {
+	pr, pw := io.Pipe()
+	a := &encoding{pr: pr, done: make(chan error, 1), h: sha256.New(), crc: crc32.New(castagnoli)}
+	b.cur = a
+	go func() {
+		cw := &countWriter{w: io.MultiWriter(pw, a.crc)}
+		w, err := b.enc.Wrap(cw)
+		if err == nil {
+			a.raw, err = io.Copy(io.MultiWriter(w, a.h), b.src)
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+		}
+		a.stored = cw.n
+		pw.CloseWithError(err)
+		a.done <- err
+	}()
+}
+
+// end stops the current encoding, if the upload left it unfinished, and
+// returns its error: nil when it encoded the whole of src.
+func (b *encodingBody) end() error {
+	b.cur.pr.CloseWithError(errUploadEnded)
+	return <-b.cur.done
+}
+
+// Read reads the current encoding.
+func (b *encodingBody) Read(p []byte) (int, error) { return b.cur.pr.Read(p) }
+
+// reopenableBody is an encodingBody over a seekable src: retry.Reopener.
+type reopenableBody struct{ b *encodingBody }
+
+// Read reads the current encoding.
+func (r reopenableBody) Read(p []byte) (int, error) { return r.b.Read(p) }
+
+// Reopen ends the current encoding, rewinds src and starts another.
+func (r reopenableBody) Reopen() (io.Reader, error) {
+	if err := r.b.end(); err != nil && !errors.Is(err, errUploadEnded) {
+		return nil, err
+	}
+	if _, err := r.b.seeker.Seek(r.b.start, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewind the source: %w", err)
+	}
+	r.b.begin()
+	return r, nil
 }
 
 type countWriter struct {

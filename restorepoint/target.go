@@ -123,7 +123,11 @@ func Resolve(ctx context.Context, st storage.Store, dec *repo.Decoder, backupNam
 		ch.RestorePoint = &rec
 		ch.Target.LSN = rec.LSN
 	}
-	backups, err := catalog.ListBackups(ctx, st)
+	all, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		return Choice{}, err
+	}
+	backups, err := ownBackups(ctx, st, all, backupName, ch.RestorePoint)
 	if err != nil {
 		return Choice{}, err
 	}
@@ -217,6 +221,43 @@ func Resolve(ctx context.Context, st storage.Store, dec *repo.Decoder, backupNam
 		return Choice{}, fmt.Errorf("restore from %s to the %s target %s: %w; nothing was written: restore to an earlier target, or find the missing files", chosen.Name, ch.Target.Kind, describe(ch.Target), err)
 	}
 	return ch, nil
+}
+
+// ErrForeign means a backup or a restore point of the repository
+// belongs to another cluster than the one walrus.json names: it was
+// copied from another repository.
+var ErrForeign = errors.New("belongs to another cluster than the repository")
+
+// ownBackups returns the backups of the cluster that walrus.json names
+// (all of them when the repository has no walrus.json). The backup named
+// and the restore point must be of that cluster: an object copied from
+// another cluster's repository is refused, never restored, and never
+// chosen as the newest.
+func ownBackups(ctx context.Context, st storage.Store, all []catalog.Backup, name string, rp *Record) ([]catalog.Backup, error) {
+	id, err := repo.ReadIdentity(ctx, st)
+	if errors.Is(err, storage.ErrNotFound) {
+		return all, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sysid := id.SystemIdentifier
+	if rp != nil && rp.SystemIdentifier != "" && rp.SystemIdentifier != sysid {
+		return nil, fmt.Errorf("restore point %q %w: it was recorded for system %s, the repository holds system %s (walrus.json); it was copied from another repository: remove restore-points/%s.json",
+			rp.Name, ErrForeign, rp.SystemIdentifier, sysid, rp.Name)
+	}
+	var own []catalog.Backup
+	for _, b := range all {
+		if b.SystemIdentifier == sysid {
+			own = append(own, b)
+			continue
+		}
+		if b.Name == name {
+			return nil, fmt.Errorf("backup %s %w: it is a backup of system %s, the repository holds system %s (walrus.json); it was copied from another repository: restore it from its own",
+				b.Name, ErrForeign, b.SystemIdentifier, sysid)
+		}
+	}
+	return own, nil
 }
 
 // walEnd is how far the WAL check must reach for latest and time targets:

@@ -201,6 +201,9 @@ func (c *checker) loadConfig() bool {
 	} else {
 		c.add(StepConfig, StatusWarn, "pass --config FILE, the file archive_command uses", "no configuration file: settings come from WALRUS_* environment variables only, which archive_command does not see")
 	}
+	for _, w := range cfg.Warnings {
+		c.add(StepConfig, StatusWarn, "restrict the file to its owner", "%s", w)
+	}
 	c.cfg = cfg
 	return true
 }

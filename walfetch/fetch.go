@@ -26,19 +26,66 @@ type Options struct {
 	// PreferredSuffix is tried first when looking for the object (the
 	// current configuration's suffix), saving a listing.
 	PreferredSuffix string
+	// Prefetch, when enabled, serves segments from the prefetch directory
+	// and starts the background prefetcher after each segment.
+	Prefetch Prefetch
+	// Logf, if not nil, receives a line for every prefetch decision that
+	// an operator may want to see (a file that failed verification, a
+	// prefetcher that could not start). It never changes the outcome.
+	Logf func(format string, args ...any)
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
 }
 
 // Result describes a finished fetch.
 type Result struct {
-	Key  string
+	// Key is the object restored, or "" when Prefetched.
+	Key string
+	// Size is the number of bytes written to the destination.
 	Size int64
+	// Prefetched is true when the file came from the prefetch directory.
+	Prefetched bool
 }
 
-// Fetch restores the WAL file name into dest.
+// Fetch restores the WAL file name into dest. With opts.Prefetch enabled
+// and name a whole segment, a verified file from the prefetch directory is
+// used when there is one, and after success the prefetcher is asked to
+// download the following segments. Prefetching never changes the outcome:
+// a prefetched file that fails verification is deleted and the segment is
+// fetched from the repository.
 func Fetch(ctx context.Context, name, dest string, opts Options) (Result, error) {
-	if _, err := pg.ParseWALFileName(name, pg.MinWALSegSize); err != nil {
+	wf, err := pg.ParseWALFileName(name, pg.MinWALSegSize)
+	if err != nil {
 		return Result{}, fmt.Errorf("wal-fetch %s: not a WAL file name: %w", name, err)
 	}
+	prefetch := wf.Kind == pg.SegmentFile && opts.Prefetch.enabled()
+	var res Result
+	served := false
+	if prefetch {
+		var n int64
+		if n, served = opts.Prefetch.take(wf, dest, opts.logf); served {
+			res = Result{Size: n, Prefetched: true}
+		}
+	}
+	if !served {
+		if res, err = fetch(ctx, name, dest, opts); err != nil {
+			return Result{}, err
+		}
+	}
+	if prefetch {
+		if err := opts.Prefetch.schedule(name, dest); err != nil {
+			opts.logf("wal-fetch %s: prefetch not started: %v", name, err)
+		}
+	}
+	return res, nil
+}
+
+// fetch restores name from the repository.
+func fetch(ctx context.Context, name, dest string, opts Options) (Result, error) {
 	info, err := repo.FindObject(ctx, opts.Store, repo.WALBase(name), opts.PreferredSuffix)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, ErrNotFound)
@@ -62,7 +109,15 @@ func Fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	defer rc.Close()
-	n, err := WriteAtomic(dest, repo.VerifyingReader(rc, info.Key, want, wantSize))
+	var r io.Reader = repo.VerifyingReader(rc, info.Key, want, wantSize)
+	if wf, _ := pg.ParseWALFileName(name, pg.MinWALSegSize); wf.Kind == pg.SegmentFile || wf.Kind == pg.PartialFile {
+		sysid, err := repositorySystem(ctx, opts.Store)
+		if err != nil {
+			return Result{}, fmt.Errorf("wal-fetch %s: %w", name, err)
+		}
+		r = checkSegment(r, wf, sysid)
+	}
+	n, err := WriteAtomic(dest, r)
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
@@ -102,12 +157,22 @@ func WriteAtomic(dest string, r io.Reader) (int64, error) {
 		return 0, fmt.Errorf("rename to %s: %w", dest, err)
 	}
 	ok = true
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return n, fmt.Errorf("fsync directory %s: %w", dir, err)
-		}
+	if err := syncDir(dir); err != nil {
+		return n, err
 	}
 	return n, nil
+}
+
+// syncDir fsyncs a directory, making a rename in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	err = d.Sync()
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
 }

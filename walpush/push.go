@@ -1,6 +1,7 @@
 package walpush
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
@@ -26,6 +30,17 @@ type Options struct {
 	// for .history and .backup files. Empty: derived from the file's path
 	// (PostgreSQL passes pg_wal/NAME relative to the data directory).
 	PGData string
+	// Concurrency bounds how many files Archive pushes at once: the
+	// requested one plus up to Concurrency-1 other ready segments. 0 or 1
+	// pushes only the requested file. Push ignores it.
+	Concurrency int
+	// Repository names the repository (a string that differs between
+	// repositories, e.g. its URL and endpoint). A marker written while
+	// pushing to one repository never confirms a push to another.
+	Repository string
+	// Logf, if not nil, receives one line per extra push and per marker
+	// that could not be used. It may be called from several goroutines.
+	Logf func(format string, args ...any)
 }
 
 // Result describes a finished push.
@@ -36,8 +51,18 @@ type Result struct {
 	Key string
 	// AlreadyStored is true when an identical object was found.
 	AlreadyStored bool
+	// Confirmed is true when an earlier Archive pushed the file ahead of
+	// PostgreSQL's request and this call confirmed the stored object
+	// against the file (see Archive).
+	Confirmed bool
 	// RawSize and StoredSize are the plaintext and stored sizes.
 	RawSize, StoredSize int64
+	// SHA256 is the hex SHA-256 of the plaintext.
+	SHA256 string
+	// SystemIdentifier is the cluster the file belongs to.
+	SystemIdentifier uint64
+
+	file *fileID // the pushed file, as it was when read
 }
 
 // ErrConflict means a different file is already archived under the name.
@@ -45,6 +70,89 @@ var ErrConflict = errors.New("a different file is already archived under this na
 
 // Push archives the WAL file at path.
 func Push(ctx context.Context, path string, opts Options) (Result, error) {
+	return newPusher(opts).push(ctx, path, nil)
+}
+
+// pusher pushes files for one Archive or Push call. It checks the
+// repository's identity once per system identifier.
+type pusher struct {
+	opts Options
+
+	mu       sync.Mutex // held across the identity check
+	verified map[uint64]bool
+	budget   *semaphore.Weighted // bytes of single-pass buffers
+	bufs     chan *bytes.Buffer  // buffers to reuse, so a daemon's heap stays flat
+}
+
+func newPusher(opts Options) *pusher {
+	return &pusher{opts: opts, verified: map[uint64]bool{}, budget: semaphore.NewWeighted(bufferBudget), bufs: make(chan *bytes.Buffer, 2)}
+}
+
+// buffer returns an empty buffer of at least capacity bytes.
+func (p *pusher) buffer(capacity int64) *bytes.Buffer {
+	select {
+	case b := <-p.bufs:
+		b.Reset()
+		b.Grow(int(capacity))
+		return b
+	default:
+		return bytes.NewBuffer(make([]byte, 0, capacity))
+	}
+}
+
+// reuse keeps a buffer for a later push, or drops it.
+func (p *pusher) reuse(b *bytes.Buffer) {
+	select {
+	case p.bufs <- b:
+	default:
+	}
+}
+
+func (p *pusher) logf(format string, args ...any) {
+	if p.opts.Logf != nil {
+		p.opts.Logf(format, args...)
+	}
+}
+
+// ensureIdentity runs repo.EnsureIdentity until it succeeds once for
+// sysid; concurrent callers wait for the one asking.
+func (p *pusher) ensureIdentity(ctx context.Context, sysid uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.verified[sysid] {
+		return nil
+	}
+	if _, err := repo.EnsureIdentity(ctx, p.opts.Store, sysid, p.opts.Encoder.Encrypted()); err != nil {
+		return err
+	}
+	p.verified[sysid] = true
+	return nil
+}
+
+// fileID identifies a file's content without reading it (see fileIDOf).
+type fileID struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime_ns"`
+	CTime int64  `json:"ctime_ns"`
+}
+
+// maxBuffered is the largest file pushed in one pass through a memory
+// buffer; larger files (big --wal-segsize) are read twice and streamed.
+const maxBuffered = 32 << 20
+
+// bufferBudget bounds the memory that one process reserves for
+// single-pass pushes at once (room for two 16 MiB segments, as many as two
+// cores compress at once); a push that finds no room streams instead,
+// reading the file twice.
+const bufferBudget = 34 << 20
+
+// push archives the file at path. With marks, a marker for the file is
+// confirmed against the repository first and, if it holds, nothing is
+// uploaded.
+func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result, error) {
+	opts := p.opts
 	name := filepath.Base(path)
 	f, err := os.Open(path)
 	if err != nil {
@@ -58,20 +166,108 @@ func Push(ctx context.Context, path string, opts Options) (Result, error) {
 	if !fi.Mode().IsRegular() {
 		return Result{}, fmt.Errorf("wal-push %s: not a regular file", path)
 	}
+	id := fileIDOf(fi)
 	sysid, err := systemIdentifier(f, fi.Size(), name, path, opts.PGData)
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	sum, err := checksum(f)
-	if err != nil {
-		return Result{}, fmt.Errorf("wal-push %s: read: %w", name, err)
+	sum := ""
+	if marks != nil {
+		res, ok, s := p.confirmMarker(ctx, marks, name, sysid, f, fi.Size(), id)
+		if ok {
+			return res, nil
+		}
+		sum = s
 	}
-	if _, err := repo.EnsureIdentity(ctx, opts.Store, sysid, opts.Encoder.Encrypted()); err != nil {
+	if err := p.ensureIdentity(ctx, sysid); err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
 	base := repo.WALBase(name)
-	if res, done, err := compareExisting(ctx, opts, base, name, sum, fi.Size()); done || err != nil {
-		return res, err
+	info, err := repo.FindObject(ctx, opts.Store, base, opts.Encoder.Suffix())
+	if err == nil {
+		if sum == "" {
+			if sum, err = checksum(f); err != nil {
+				return Result{}, fmt.Errorf("wal-push %s: read: %w", name, err)
+			}
+		}
+		return compareStored(info, name, sum, fi.Size(), sysid)
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+	}
+	var res Result
+	if reserve := fi.Size() + fi.Size()/64 + 64<<10; fi.Size() <= maxBuffered && p.budget.TryAcquire(reserve) {
+		res, err = p.putBuffered(ctx, f, fi, base, name, reserve)
+		p.budget.Release(reserve)
+	} else {
+		res, err = p.putStreamed(ctx, f, fi, base, name, sum)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res.SystemIdentifier, res.file = sysid, id
+	return res, nil
+}
+
+// putBuffered reads the file once, checksumming the plaintext while it
+// compresses and encrypts into memory, then stores the buffer with the
+// checksum as metadata. The object and its recorded checksum come from the
+// same bytes, and a retried upload can resend the whole body.
+func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, base, name string, capacity int64) (Result, error) {
+	opts := p.opts
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+	}
+	buf := p.buffer(capacity)
+	defer p.reuse(buf)
+	w, err := opts.Encoder.Wrap(buf)
+	if err != nil {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+	}
+	h := sha256.New()
+	raw, err := io.Copy(io.MultiWriter(w, h), f)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("wal-push %s: read and encode: %w", name, err)
+	}
+	if err := unchanged(f, fi, raw); err != nil {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	key := base + opts.Encoder.Suffix()
+	err = opts.Store.Put(ctx, key, bytes.NewReader(buf.Bytes()), storage.PutOptions{
+		IfNotExists: true,
+		Size:        int64(buf.Len()),
+		Metadata:    map[string]string{repo.MetaSHA256: sum, repo.MetaSize: strconv.FormatInt(raw, 10)},
+	})
+	if errors.Is(err, storage.ErrExists) {
+		// Someone stored it between our look and our write.
+		return p.compareAfterRace(ctx, base, name, sum, raw)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+	}
+	info, err := opts.Store.Stat(ctx, key)
+	if err != nil {
+		return Result{}, fmt.Errorf("wal-push %s: confirm %s: %w", name, key, err)
+	}
+	if info.Size != int64(buf.Len()) {
+		return Result{}, fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, buf.Len())
+	}
+	return Result{Name: name, Key: key, RawSize: raw, StoredSize: info.Size, SHA256: sum}, nil
+}
+
+// putStreamed checksums the file, then streams it through the encoder
+// into the store, and refuses the result if the file changed in between.
+func (p *pusher) putStreamed(ctx context.Context, f *os.File, fi os.FileInfo, base, name, sum string) (Result, error) {
+	opts := p.opts
+	if sum == "" {
+		var err error
+		if sum, err = checksum(f); err != nil {
+			return Result{}, fmt.Errorf("wal-push %s: read: %w", name, err)
+		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
@@ -81,10 +277,7 @@ func Push(ctx context.Context, path string, opts Options) (Result, error) {
 		Metadata:    map[string]string{repo.MetaSHA256: sum, repo.MetaSize: strconv.FormatInt(fi.Size(), 10)},
 	})
 	if errors.Is(err, storage.ErrExists) {
-		// Someone stored it between our look and our write.
-		if res, done, err := compareExisting(ctx, opts, base, name, sum, fi.Size()); done || err != nil {
-			return res, err
-		}
+		return p.compareAfterRace(ctx, base, name, sum, fi.Size())
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
@@ -95,27 +288,43 @@ func Push(ctx context.Context, path string, opts Options) (Result, error) {
 		_ = opts.Store.Delete(ctx, w.Key)
 		return Result{}, fmt.Errorf("wal-push %s: the file changed while it was being archived; PostgreSQL will retry", name)
 	}
-	return Result{Name: name, Key: w.Key, RawSize: w.RawSize, StoredSize: w.StoredSize}, nil
+	return Result{Name: name, Key: w.Key, RawSize: w.RawSize, StoredSize: w.StoredSize, SHA256: sum}, nil
 }
 
-// compareExisting looks for an object stored under base. done is true when
-// one exists (with err set when its content differs).
-func compareExisting(ctx context.Context, opts Options, base, name, sum string, size int64) (Result, bool, error) {
-	info, err := repo.FindObject(ctx, opts.Store, base, opts.Encoder.Suffix())
-	if errors.Is(err, storage.ErrNotFound) {
-		return Result{}, false, nil
-	}
+// compareAfterRace handles a create-only write that found an object
+// stored since we looked.
+func (p *pusher) compareAfterRace(ctx context.Context, base, name, sum string, size int64) (Result, error) {
+	info, err := repo.FindObject(ctx, p.opts.Store, base, p.opts.Encoder.Suffix())
 	if err != nil {
-		return Result{}, true, fmt.Errorf("wal-push %s: %w", name, err)
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
+	return compareStored(info, name, sum, size, 0)
+}
+
+// unchanged checks that the file still has the size and modification
+// time it had when opened, and that raw bytes were read from it.
+func unchanged(f *os.File, before os.FileInfo, raw int64) error {
+	after, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if raw != before.Size() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		return errors.New("the file changed while it was being archived; PostgreSQL will retry")
+	}
+	return nil
+}
+
+// compareStored compares a stored object with the file's checksum: equal
+// is success (AlreadyStored), different is ErrConflict.
+func compareStored(info storage.ObjectInfo, name, sum string, size int64, sysid uint64) (Result, error) {
 	stored := info.Metadata[repo.MetaSHA256]
 	if stored == "" {
-		return Result{}, true, fmt.Errorf("wal-push %s: %w: %s has no recorded checksum; inspect it and remove it by hand if it is wrong", name, ErrConflict, info.Key)
+		return Result{}, fmt.Errorf("wal-push %s: %w: %s has no recorded checksum; inspect it and remove it by hand if it is wrong", name, ErrConflict, info.Key)
 	}
 	if stored != sum {
-		return Result{}, true, fmt.Errorf("wal-push %s: %w (%s, sha256 %.12s, this file %.12s); the stored object was left untouched: check that only one cluster archives into this repository", name, ErrConflict, info.Key, stored, sum)
+		return Result{}, fmt.Errorf("wal-push %s: %w (%s, sha256 %.12s, this file %.12s); the stored object was left untouched: check that only one cluster archives into this repository", name, ErrConflict, info.Key, stored, sum)
 	}
-	return Result{Name: name, Key: info.Key, AlreadyStored: true, RawSize: size, StoredSize: info.Size}, true, nil
+	return Result{Name: name, Key: info.Key, AlreadyStored: true, RawSize: size, StoredSize: info.Size, SHA256: sum, SystemIdentifier: sysid}, nil
 }
 
 func checksum(f *os.File) (string, error) {

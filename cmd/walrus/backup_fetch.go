@@ -90,7 +90,11 @@ the same configuration, and recovery_target_action. Start the server on DEST
 step. --target-immediate stops at the first consistent point instead.
 
 Point-in-time recovery: --restore-point NAME, --target-time T or
---target-lsn L make recovery stop exactly there and promote. Without a backup
+--target-lsn L make recovery stop exactly there and promote. A restore point
+is reached by the LSN and timeline recorded for it (recovery_target_lsn,
+exclusive, right after its record), not by its name, so that another restore
+point of the same name earlier in WAL (left by an interrupted
+create-restore-point) cannot end recovery too early. Without a backup
 name (or with LATEST), walrus picks the newest backup that finished before the
 target, and says which and why. Before anything is written it checks that the
 target is reachable: the restore point exists, some backup precedes the
@@ -176,6 +180,24 @@ func runBackupFetch(cmd *cobra.Command, g *globals, o backupFetchOptions, dest, 
 	if err != nil {
 		return fmt.Errorf("backup-fetch: %w", err)
 	}
+	rt := basebackup.RecoveryTarget{
+		Immediate: target.Kind == restorepoint.Immediate,
+		Time:      target.Time,
+		LSN:       target.LSN,
+		Name:      target.Name,
+		Timeline:  target.Timeline,
+	}
+	if rp := choice.RestorePoint; rp != nil {
+		// Stop right after the restore point's record, found by the LSN
+		// recorded for it, on its timeline: PostgreSQL would stop at the
+		// first restore point of the name it replays, and one whose
+		// create-restore-point was interrupted (or made outside walrus)
+		// may come earlier in WAL (TRAPS.md 27).
+		rt.Name, rt.LSN, rt.Exclusive = "", rp.LSN, true
+		if rt.Timeline == "" {
+			rt.Timeline = strconv.FormatUint(uint64(rp.Timeline), 10)
+		}
+	}
 	opts := basebackup.FetchOptions{
 		Store:         r.Store,
 		Decoder:       r.Decoder,
@@ -186,14 +208,8 @@ func runBackupFetch(cmd *cobra.Command, g *globals, o backupFetchOptions, dest, 
 		Recovery: basebackup.Recovery{
 			RestoreCommand: rc.Command,
 			ConfigFile:     rc.ConfigFile,
-			Target: basebackup.RecoveryTarget{
-				Immediate: target.Kind == restorepoint.Immediate,
-				Time:      target.Time,
-				LSN:       target.LSN,
-				Name:      target.Name,
-				Timeline:  target.Timeline,
-			},
-			Action: o.targetAction,
+			Target:         rt,
+			Action:         o.targetAction,
 		},
 	}
 	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) {

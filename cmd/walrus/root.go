@@ -29,10 +29,16 @@ type globals struct {
 // load reads and validates the configuration.
 func (g *globals) load() (*config.Config, error) {
 	cfg, err := config.Load(g.configPath, os.LookupEnv)
-	if err == nil && g.armDeadline != nil {
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		tracelog.WarningLogger.Println(w)
+	}
+	if g.armDeadline != nil {
 		g.armDeadline(cfg.CommandTimeout)
 	}
-	return cfg, err
+	return cfg, nil
 }
 
 // openRepo loads the configuration and opens the repository.
@@ -85,12 +91,17 @@ the effective settings.`,
 		newKeygenCmd(g),
 		newConfigCmd(g),
 		newWALPushCmd(g),
+		newWALPushDaemonCmd(g),
 		newWALFetchCmd(g),
+		newWALPrefetchCmd(g),
 		newCreateRestorePointCmd(g),
 		newRestorePointListCmd(g),
 		newBackupPushCmd(g),
 		newBackupFetchCmd(g),
 		newBackupListCmd(g),
+		newBackupMarkCmd(g),
+		newBackupVerifyCmd(g),
+		newDeleteCmd(g),
 		newWALVerifyCmd(g),
 		newSetupCmd(g),
 		newCheckCmd(g),

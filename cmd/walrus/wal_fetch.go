@@ -2,10 +2,13 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/wal-g/tracelog"
 
+	"github.com/walrusdb/walrus/config"
 	"github.com/walrusdb/walrus/walfetch"
 )
 
@@ -20,28 +23,88 @@ rename).
 Exit status: 0 restored; 1 the file is not in the archive (PostgreSQL's
 normal end of WAL); 128 any other failure (repository unreachable, wrong
 identity, corrupt object), which makes PostgreSQL stop recovery with an error
-instead of ending it early at the wrong point.`,
+instead of ending it early at the wrong point.
+
+Prefetch: after restoring a segment, wal-fetch starts a background process
+(one at a time) that downloads the next wal_prefetch segments (default 8;
+0 turns prefetching off), following the newest timeline whose history
+contains them, into a prefetch directory outside the data directory:
+prefetch_dir if set, else .walrus-prefetch beside the data directory, in a
+subdirectory per repository and cluster. A file appears there only
+complete and verified against the recorded checksum; the next wal-fetch
+checks it again (header, size, SHA-256) and moves it to DEST, or deletes it
+and fetches from the repository. Files older than the requested segment or
+than 10 minutes are deleted; the directory never holds more than
+wal_prefetch segments plus the downloads in flight, and a prefetcher that
+sees the data directory leave recovery stops and deletes what it
+prefetched. The prefetcher logs to prefetch.log in that directory. Without prefetch_dir, the data directory is
+taken from pgdata, or from DEST when it is pg_wal/NAME (as PostgreSQL passes
+it); otherwise nothing is prefetched.`,
 		Example: `  # postgresql.conf (walrus backup-fetch writes this for you)
-  restore_command = 'walrus --config /etc/walrus.yaml wal-fetch %f %p'`,
+  restore_command = 'walrus --config /etc/walrus.yaml wal-fetch %f %p'
+
+  # prefetch 16 segments into a directory of your choice
+  restore_command = 'WALRUS_WAL_PREFETCH=16 WALRUS_PREFETCH_DIR=/var/cache/walrus walrus wal-fetch %f %p'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			return withExit(exitRecoveryAbort, exactArgs(2)(cmd, args))
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, r, err := g.openRepo(ctx)
+			cfg, r, err := g.openRepo(ctx)
 			if err != nil {
 				return withExit(exitRecoveryAbort, err)
 			}
 			defer r.Close()
-			res, err := walfetch.Fetch(ctx, args[0], args[1], walfetch.Options{Store: r.Store, Decoder: r.Decoder, PreferredSuffix: r.Encoder.Suffix()})
+			opts := walfetch.Options{
+				Store: r.Store, Decoder: r.Decoder, PreferredSuffix: r.Encoder.Suffix(),
+				Prefetch: g.prefetch(cfg, args[1]), Logf: tracelog.WarningLogger.Printf,
+			}
+			res, err := walfetch.Fetch(ctx, args[0], args[1], opts)
 			if errors.Is(err, walfetch.ErrNotFound) {
 				return withExit(exitFailure, err)
 			}
 			if err != nil {
 				return withExit(exitRecoveryAbort, err)
 			}
-			tracelog.InfoLogger.Printf("wal-fetch %s: restored from %s (%d bytes)", args[0], res.Key, res.Size)
+			if res.Prefetched {
+				tracelog.InfoLogger.Printf("wal-fetch %s: restored from the prefetch directory %s (%d bytes)", args[0], opts.Prefetch.Dir, res.Size)
+			} else {
+				tracelog.InfoLogger.Printf("wal-fetch %s: restored from %s (%d bytes)", args[0], res.Key, res.Size)
+			}
 			return nil
 		},
 	}
+}
+
+// prefetch configures wal-fetch's prefetching; problems only disable it.
+func (g *globals) prefetch(cfg *config.Config, dest string) walfetch.Prefetch {
+	if cfg.WALPrefetch == 0 {
+		return walfetch.Prefetch{}
+	}
+	dir, err := walfetch.PrefetchDir(cfg.PrefetchDir, cfg.PGData, dest, repositoryID(cfg))
+	if err != nil {
+		tracelog.WarningLogger.Printf("wal-fetch: no prefetching: %v", err)
+		return walfetch.Prefetch{}
+	}
+	if dir == "" {
+		return walfetch.Prefetch{}
+	}
+	return walfetch.Prefetch{Dir: dir, Count: cfg.WALPrefetch, Start: func() error {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		argv := []string{exe}
+		if g.configPath != "" {
+			argv = append(argv, "--config", g.configPath)
+		}
+		if g.verbose {
+			argv = append(argv, "--verbose")
+		}
+		argv = append(argv, "wal-prefetch", "--dir", dir)
+		if pgdata := walfetch.DataDir(cfg.PGData, dest); pgdata != "" {
+			argv = append(argv, "--pgdata", pgdata)
+		}
+		return walfetch.StartDetached(argv, filepath.Join(dir, walfetch.LogFile))
+	}}
 }

@@ -25,7 +25,9 @@ func newWALVerifyCmd(g *globals) *cobra.Command {
 		Short: "Check that the archive holds every WAL segment a restore needs",
 		Long: `wal-verify lists the archive once and checks that it holds every WAL
 segment from the start of the oldest backup (without a backup: from the
-oldest archived segment) up to the newest archived segment, following
+oldest archived segment; a permanent backup, and the chain of a permanent
+delta, count only when no other backup exists, since delete keeps only the
+WAL they need to become consistent) up to the newest archived segment, following
 timeline switches along the newest timeline's lineage (its .history file),
 and that every history file a restore to the latest timeline reads is there.
 It also checks, for every backup, the WAL from its start LSN to its finish

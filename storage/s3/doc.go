@@ -4,7 +4,7 @@
 // Words used here:
 //   - bucket and prefix: the repository root is s3://bucket/prefix; a key k
 //     is stored as the object "prefix/k" (or "k" with no prefix).
-//   - part: a piece of a multipart upload, PartSize bytes (16 MiB unless
+//   - part: a piece of a multipart upload, PartSize bytes (8 MiB unless
 //     configured, at least 5 MiB).
 //
 // # Settings
@@ -28,18 +28,21 @@
 //
 // # Writing
 //
-// Put streams the body through the SDK's transfer manager: a body shorter
-// than one part goes up as a single PutObject from an in-memory buffer, a
-// longer one as a multipart upload with at most Concurrency parts in
-// flight, so memory stays at about (Concurrency+1) × PartSize per Put
-// whatever the object's size. An object becomes visible only when the
-// single PUT or the CompleteMultipartUpload succeeds, so readers never see
-// part of it. Retries are the SDK's default retryer; every attempt sends a
+// Put reads the body into part buffers: a body shorter than one part goes
+// up as a single PutObject, a longer one as a multipart upload with at
+// most Concurrency parts (2 unless configured) in flight while the next
+// is read. The buffers, PartSize bytes each, come from a pool of the Store
+// shared by all its Puts and reused: at most 2 × Concurrency + 2 of them
+// exist (48 MiB by default), so the memory of uploads stays bounded
+// whatever the objects' sizes and however many Puts run at once; a Put
+// waits for a free buffer. An object becomes visible only when the single
+// PUT or the CompleteMultipartUpload succeeds, so readers never see part
+// of it. Retries are the SDK's default retryer; every attempt sends a
 // whole part from its buffer, never a half-consumed stream. When the body
-// fails, the context ends or the size differs from PutOptions.Size, the
-// upload is aborted (also when the context is already cancelled) and
-// nothing is stored. Objects are limited to 10,000 parts, i.e. about
-// 156 GiB with the default part size.
+// fails, the context ends, a part fails or the size differs from
+// PutOptions.Size, the upload is aborted (also when the context is
+// already cancelled) and nothing is stored. Objects are limited to 10,000
+// parts, i.e. about 78 GiB with the default part size.
 //
 // IfNotExists is enforced twice: Put first asks HeadObject and fails with
 // storage.ErrExists when the key is present, then sends the upload with

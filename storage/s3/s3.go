@@ -32,12 +32,15 @@ const (
 	// a region.
 	DefaultRegion = "us-east-1"
 	// DefaultPartSize is the multipart part size when Config.PartSize is 0.
-	DefaultPartSize = 16 << 20
+	DefaultPartSize = 8 << 20
 	// MinPartSize is the smallest part size S3 accepts.
 	MinPartSize = manager.MinUploadPartSize
+	// MaxParts is the most parts a multipart upload may have: an object
+	// holds at most MaxParts × PartSize bytes (78 GiB by default).
+	MaxParts = manager.MaxUploadParts
 	// DefaultConcurrency is the number of parts of one Put in flight when
 	// Config.Concurrency is 0.
-	DefaultConcurrency = 4
+	DefaultConcurrency = 2
 	// deleteBatch is the most keys one DeleteObjects request takes.
 	deleteBatch = 1000
 	// cleanupTimeout bounds an abort sent after the Put's context ended.
@@ -74,10 +77,11 @@ type Config struct {
 
 // Store is an S3 storage.Store.
 type Store struct {
-	client   *awss3.Client
-	uploader *manager.Uploader
-	bucket   string
-	prefix   string // "" or ending in '/'
+	client      *awss3.Client
+	bucket      string
+	prefix      string // "" or ending in '/'
+	concurrency int    // parts of one Put in flight
+	buffers     *partBuffers
 
 	bucketSeen atomic.Bool // HeadBucket succeeded once
 }
@@ -165,11 +169,13 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*awss3.Options)) (
 		}
 	}
 	client := awss3.NewFromConfig(awsCfg, append([]func(*awss3.Options){endpoint}, optFns...)...)
-	uploader := manager.NewUploader(client, func(u *manager.Uploader) {
-		u.PartSize = partSize
-		u.Concurrency = concurrency
-	})
-	return &Store{client: client, uploader: uploader, bucket: cfg.Bucket, prefix: prefix}, nil
+	return &Store{
+		client:      client,
+		bucket:      cfg.Bucket,
+		prefix:      prefix,
+		concurrency: concurrency,
+		buffers:     newPartBuffers(int(partSize), bufferBudget(concurrency)),
+	}, nil
 }
 
 func (s *Store) objectKey(key string) string { return s.prefix + key }
@@ -199,9 +205,6 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	in := &awss3.PutObjectInput{
 		Bucket: &s.bucket,
 		Key:    aws.String(s.objectKey(key)),
-		// body.Reader is not seekable, so the manager copies each part
-		// into a buffer it can resend on retry.
-		Body: b,
 	}
 	if len(opts.Metadata) > 0 {
 		in.Metadata = maps.Clone(opts.Metadata)
@@ -209,13 +212,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if opts.IfNotExists {
 		in.IfNoneMatch = aws.String("*")
 	}
-	_, err := s.uploader.Upload(ctx, in)
+	err := s.upload(ctx, in, b)
 	if err == nil {
 		return nil
-	}
-	var mpErr manager.MultiUploadFailure
-	if errors.As(err, &mpErr) {
-		s.abort(ctx, in.Key, mpErr.UploadID())
 	}
 	if berr := b.Err(); berr != nil {
 		return fmt.Errorf("put %s: %w", key, berr)

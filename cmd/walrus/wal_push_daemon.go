@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/wal-g/tracelog"
+
+	"github.com/walrusdb/walrus/walpush"
+)
+
+func newWALPushDaemonCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "wal-push-daemon",
+		Short: "Serve wal-push for one cluster from a resident process",
+		Long: `wal-push-daemon runs until stopped (SIGINT or SIGTERM) and serves the
+cluster whose data directory is pgdata (WALRUS_PGDATA or PGDATA). It listens
+on the Unix socket pg_wal/archive_status/.walrus/push.sock, which only the
+cluster's OS user can reach, and keeps up to wal_push_concurrency-1 ready
+segments being pushed ahead in the background, recording a marker for each.
+wal-push, run by archive_command, then only asks the daemon: no process
+start-up, connection or key parsing per segment. The daemon answers once
+the requested file is durable: confirmed from its marker against the
+repository (as wal-push does), or pushed right away. If the daemon is not
+running or fails, wal-push pushes the file itself, so archiving never
+depends on it. Run it as the cluster's OS user with the same configuration
+as archive_command; a wal-push configured for another repository or
+encryption setting is refused and pushes for itself.`,
+		Example: `  # systemd ExecStart=, as the postgres user
+  walrus --config /etc/walrus.yaml wal-push-daemon`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, r, err := g.openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if cfg.PGData == "" {
+				return fmt.Errorf("wal-push-daemon: no data directory: set pgdata (WALRUS_PGDATA or PGDATA)")
+			}
+			// Relative paths keep the socket's path short and are what
+			// archive_command, run in the data directory, uses.
+			if err := os.Chdir(cfg.PGData); err != nil {
+				return fmt.Errorf("wal-push-daemon: %w", err)
+			}
+			tracelog.InfoLogger.Printf("wal-push-daemon: serving %s into %s", cfg.PGData, r.Description)
+			return walpush.Serve(ctx, "pg_wal", walpush.Options{
+				Store: r.Store, Encoder: r.Encoder, PGData: cfg.PGData,
+				Concurrency: cfg.WALPushConcurrency, Repository: repositoryID(cfg),
+				Logf: tracelog.InfoLogger.Printf,
+			})
+		},
+	}
+}

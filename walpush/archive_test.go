@@ -1,0 +1,408 @@
+package walpush
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/walrusdb/walrus/compress"
+	"github.com/walrusdb/walrus/pg"
+	"github.com/walrusdb/walrus/repo"
+	"github.com/walrusdb/walrus/storage"
+	"github.com/walrusdb/walrus/storage/mem"
+)
+
+const (
+	testSegSize = 1 << 20
+	testSysID   = 7300000000000000001
+)
+
+// countingStore counts Puts of WAL objects.
+type countingStore struct {
+	storage.Store
+	puts atomic.Int64
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
+	if strings.HasPrefix(key, "wal/") {
+		c.puts.Add(1)
+	}
+	return c.Store.Put(ctx, key, r, opts)
+}
+
+// segmentBytes is a 1 MiB segment with a valid header for name.
+func segmentBytes(t *testing.T, name string, sysid uint64, seed byte) []byte {
+	t.Helper()
+	wf, err := pg.ParseWALFileName(name[:24], testSegSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, testSegSize)
+	for i := 64; i < len(b); i++ {
+		b[i] = byte(i/512) ^ seed
+	}
+	le := binary.LittleEndian
+	le.PutUint16(b[0:], pg.WALPageMagic)
+	le.PutUint16(b[2:], pg.WALLongHeaderFlag)
+	le.PutUint32(b[4:], uint32(wf.Timeline))
+	le.PutUint64(b[8:], wf.SegNo*testSegSize)
+	le.PutUint64(b[24:], sysid)
+	le.PutUint32(b[32:], testSegSize)
+	le.PutUint32(b[36:], 8192)
+	return b
+}
+
+// cluster is a fake pg_wal with archive_status.
+type cluster struct {
+	walDir string
+}
+
+func newCluster(t *testing.T) cluster {
+	t.Helper()
+	wal := filepath.Join(t.TempDir(), "pg_wal")
+	if err := os.MkdirAll(filepath.Join(wal, "archive_status"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return cluster{walDir: wal}
+}
+
+// ready writes a segment and its .ready file.
+func (c cluster) ready(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(c.walDir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.walDir, "archive_status", name+".ready"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// done does what PostgreSQL does after archive_command exits 0.
+func (c cluster) done(t *testing.T, name string) {
+	t.Helper()
+	st := filepath.Join(c.walDir, "archive_status", name)
+	if err := os.Rename(st+".ready", st+".done"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c cluster) marker(name string) string {
+	return filepath.Join(c.walDir, "archive_status", MarkerDirName, name+".7300000000000000001")
+}
+
+func segName(n int) string { return pg.SegmentName(1, uint64(n), testSegSize) }
+
+func testOptions(st storage.Store) Options {
+	codec, _ := compress.ByName("lz4")
+	return Options{Store: st, Encoder: &repo.Encoder{Codec: codec}, Concurrency: 4, Repository: "mem://test"}
+}
+
+// fetchPlain reads back the plaintext stored for name.
+func fetchPlain(t *testing.T, st storage.Store, name string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	info, err := repo.FindObject(ctx, st, repo.WALBase(name), ".lz4")
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	rc, err := (&repo.Decoder{}).Open(ctx, st, info.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestArchiveParallelAndMarkers walks PostgreSQL's sequence of calls: the
+// first pushes ahead, the following ones confirm without uploading, and
+// only whole segments are pushed ahead.
+func TestArchiveParallelAndMarkers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := &countingStore{Store: mem.New()}
+	opts := testOptions(st)
+	c := newCluster(t)
+	segs := map[string][]byte{}
+	for i := 1; i <= 6; i++ {
+		segs[segName(i)] = segmentBytes(t, segName(i), testSysID, byte(i))
+		c.ready(t, segName(i), segs[segName(i)])
+	}
+	partial := segName(7) + ".partial"
+	c.ready(t, partial, segmentBytes(t, partial, testSysID, 7))
+	os.WriteFile(filepath.Join(c.walDir, "00000002.history"), []byte("1\t0/7000000\tno recovery target specified\n"), 0o600)
+	os.WriteFile(filepath.Join(c.walDir, "archive_status", "00000002.history.ready"), nil, 0o600)
+
+	res, err := Archive(ctx, filepath.Join(c.walDir, segName(1)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Confirmed || res.AlreadyStored || len(res.Extras) != 3 {
+		t.Fatalf("first call: %+v", res)
+	}
+	for i, x := range res.Extras {
+		if x.Err != nil || x.Name != segName(i+2) {
+			t.Fatalf("extra %d: %+v", i, x)
+		}
+		if !exists(c.marker(x.Name)) {
+			t.Fatalf("no marker for %s", x.Name)
+		}
+	}
+	if exists(c.marker(segName(1))) {
+		t.Fatal("marker written for the requested segment")
+	}
+	for i := 1; i <= 4; i++ {
+		if !bytes.Equal(fetchPlain(t, st, segName(i)), segs[segName(i)]) {
+			t.Fatalf("%s stored wrong", segName(i))
+		}
+		if !exists(filepath.Join(c.walDir, "archive_status", segName(i)+".ready")) {
+			t.Fatalf("%s.ready was touched: only PostgreSQL marks files done", segName(i))
+		}
+	}
+	for _, k := range []string{"wal/" + partial + ".lz4", "wal/00000002.history.lz4"} {
+		if _, err := st.Stat(ctx, k); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("%s pushed without PostgreSQL asking: %v", k, err)
+		}
+	}
+	c.done(t, segName(1))
+
+	// The next call confirms segment 2 without uploading it, and pushes
+	// the remaining unmarked segments 5 and 6 ahead. Segment 2's file is
+	// a copy now (another inode): it is confirmed by its checksum.
+	copyOver(t, filepath.Join(c.walDir, segName(2)))
+	before := st.puts.Load()
+	res, err = Archive(ctx, filepath.Join(c.walDir, segName(2)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Confirmed || !res.AlreadyStored {
+		t.Fatalf("segment 2 not confirmed from its marker: %+v", res)
+	}
+	if exists(c.marker(segName(2))) {
+		t.Fatal("marker not removed after use")
+	}
+	if len(res.Extras) != 2 || res.Extras[0].Name != segName(5) || res.Extras[1].Name != segName(6) {
+		t.Fatalf("extras %+v", res.Extras)
+	}
+	if got := st.puts.Load() - before; got != 2 {
+		t.Fatalf("%d uploads, want 2 (the extras only)", got)
+	}
+	c.done(t, segName(2))
+
+	t.Run("object deleted behind a marker is uploaded again", func(t *testing.T) {
+		if err := st.Delete(ctx, "wal/"+segName(3)+".lz4"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Archive(ctx, filepath.Join(c.walDir, segName(3)), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Confirmed || res.AlreadyStored {
+			t.Fatalf("skipped a segment whose object is gone: %+v", res)
+		}
+		if !bytes.Equal(fetchPlain(t, st, segName(3)), segs[segName(3)]) {
+			t.Fatal("re-uploaded object differs")
+		}
+		c.done(t, segName(3))
+	})
+
+	t.Run("object replaced behind a marker is refused", func(t *testing.T) {
+		key := "wal/" + segName(4) + ".lz4"
+		other := segmentBytes(t, segName(4), testSysID, 99)
+		st.Delete(ctx, key)
+		if _, err := Push(ctx, writeTemp(t, segName(4), other), opts); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Archive(ctx, filepath.Join(c.walDir, segName(4)), opts)
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("err %v, want ErrConflict", err)
+		}
+		if !bytes.Equal(fetchPlain(t, st, segName(4)), other) {
+			t.Fatal("stored object was overwritten")
+		}
+	})
+
+	t.Run("marker of another repository is not used", func(t *testing.T) {
+		o := opts
+		o.Repository = "mem://other"
+		res, err := Archive(ctx, filepath.Join(c.walDir, segName(5)), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Confirmed {
+			t.Fatal("confirmed with a marker written for another repository")
+		}
+		if !res.AlreadyStored {
+			t.Fatalf("%+v", res)
+		}
+	})
+
+	t.Run("stale markers are removed", func(t *testing.T) {
+		c.done(t, segName(6)) // as if done by an older walrus run
+		if !exists(c.marker(segName(6))) {
+			t.Fatal("test setup: marker of 6 missing")
+		}
+		if _, err := Archive(ctx, filepath.Join(c.walDir, segName(5)), opts); err != nil {
+			t.Fatal(err)
+		}
+		if exists(c.marker(segName(6))) {
+			t.Fatal("marker of a segment no longer ready was kept")
+		}
+	})
+}
+
+// copyOver replaces the file at p by a copy of itself.
+func copyOver(t *testing.T, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p+".tmp", p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPushStreamedWhenNoBuffer: without room for a single-pass buffer the
+// file is checksummed, then streamed; the stored object is the same.
+func TestPushStreamedWhenNoBuffer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	b := segmentBytes(t, segName(1), testSysID, 1)
+	p := newPusher(testOptions(st))
+	p.budget = semaphore.NewWeighted(0)
+	res, err := p.push(ctx, writeTemp(t, segName(1), b), nil)
+	if err != nil || res.AlreadyStored || res.RawSize != int64(len(b)) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if !bytes.Equal(fetchPlain(t, st, segName(1)), b) {
+		t.Fatal("stored content differs")
+	}
+	info, _ := st.Stat(ctx, res.Key)
+	if info.Metadata[repo.MetaSHA256] != res.SHA256 || res.SHA256 == "" {
+		t.Fatalf("metadata %v, result %s", info.Metadata, res.SHA256)
+	}
+	// And the buffered path records the same checksum.
+	st2 := mem.New()
+	res2, err := Push(ctx, writeTemp(t, segName(1), b), testOptions(st2))
+	if err != nil || res2.SHA256 != res.SHA256 {
+		t.Fatalf("%+v %v", res2, err)
+	}
+}
+
+func writeTemp(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMarkerKeyedByNameAndCluster: a marker never confirms another file
+// name (X.partial is not X) or another cluster's file of the same name.
+func TestMarkerKeyedByNameAndCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	opts := testOptions(st)
+	c := newCluster(t)
+	seg := segName(1)
+	c.ready(t, segName(0x10), segmentBytes(t, segName(0x10), testSysID, 1))
+	c.ready(t, seg, segmentBytes(t, seg, testSysID, 1))
+	if res, err := Archive(ctx, filepath.Join(c.walDir, segName(0x10)), opts); err != nil || len(res.Extras) != 1 || res.Extras[0].Err != nil {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if !exists(c.marker(seg)) {
+		t.Fatal("no marker")
+	}
+
+	// X.partial with a marker for X: pushed for real.
+	partial := c.ready(t, seg+".partial", segmentBytes(t, seg, testSysID, 5))
+	res, err := Archive(ctx, partial, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Confirmed || res.AlreadyStored || res.Key != "wal/"+seg+".partial.lz4" {
+		t.Fatalf(".partial confirmed through the segment's marker: %+v", res)
+	}
+
+	// Another cluster's file under the same name: the marker is not
+	// found (keyed by system identifier) and the repository refuses it.
+	os.WriteFile(filepath.Join(c.walDir, seg), segmentBytes(t, seg, testSysID+1, 1), 0o600)
+	_, err = Archive(ctx, filepath.Join(c.walDir, seg), opts)
+	if !errors.Is(err, repo.ErrForeignCluster) {
+		t.Fatalf("foreign cluster's segment: %v", err)
+	}
+	if !exists(c.marker(seg)) {
+		t.Fatal("the marker of this cluster's segment was consumed by another cluster's file")
+	}
+
+	// The same cluster's file with other content: the marker does not
+	// match, is dropped, and the push is refused.
+	os.WriteFile(filepath.Join(c.walDir, seg), segmentBytes(t, seg, testSysID, 2), 0o600)
+	_, err = Archive(ctx, filepath.Join(c.walDir, seg), opts)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("changed content: %v", err)
+	}
+	if exists(c.marker(seg)) {
+		t.Fatal("unconfirmed marker kept")
+	}
+}
+
+// TestArchiveExtraFailureNeverFailsRequested: a broken ready segment is
+// reported and left for PostgreSQL's own request.
+func TestArchiveExtraFailureNeverFailsRequested(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	opts := testOptions(st)
+	c := newCluster(t)
+	c.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
+	c.ready(t, segName(2), segmentBytes(t, segName(2), testSysID, 2)[:4096]) // truncated
+	c.ready(t, segName(3), segmentBytes(t, segName(3), testSysID, 3))
+	res, err := Archive(ctx, filepath.Join(c.walDir, segName(1)), opts)
+	if err != nil {
+		t.Fatalf("requested push failed because of an extra: %v", err)
+	}
+	if len(res.Extras) != 2 || res.Extras[0].Err == nil || res.Extras[1].Err != nil {
+		t.Fatalf("extras %+v", res.Extras)
+	}
+	if exists(c.marker(segName(2))) {
+		t.Fatal("marker written for a failed push")
+	}
+	if _, err := Archive(ctx, filepath.Join(c.walDir, segName(2)), opts); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated segment on request: %v", err)
+	}
+}
+
+// TestArchiveWithoutArchiveStatus: a file outside pg_wal is pushed alone.
+func TestArchiveWithoutArchiveStatus(t *testing.T) {
+	t.Parallel()
+	st := mem.New()
+	p := writeTemp(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
+	res, err := Archive(context.Background(), p, testOptions(st))
+	if err != nil || len(res.Extras) != 0 || res.Key != "wal/"+segName(1)+".lz4" {
+		t.Fatalf("%+v %v", res, err)
+	}
+}

@@ -1,0 +1,124 @@
+package walpush
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/walrusdb/walrus/storage/mem"
+)
+
+// startDaemon runs Serve on a fresh pg_wal until the test ends.
+func startDaemon(t *testing.T, opts Options) cluster {
+	t.Helper()
+	root, err := os.MkdirTemp("", "wpd") // short: Unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	c := cluster{walDir: filepath.Join(root, "pg_wal")}
+	os.MkdirAll(filepath.Join(c.walDir, "archive_status"), 0o700)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, c.walDir, opts) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if _, err := os.Stat(SocketPath(c.walDir)); !os.IsNotExist(err) {
+			t.Errorf("socket left behind: %v", err)
+		}
+	})
+	for i := 0; ; i++ {
+		if _, err := os.Stat(SocketPath(c.walDir)); err == nil {
+			return c
+		}
+		if i > 500 {
+			t.Fatal("daemon socket never appeared")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDaemon: requests are answered once durable, segments are pushed
+// ahead and confirmed, refusals and conflicts reach the client.
+func TestDaemon(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := &countingStore{Store: mem.New()}
+	opts := testOptions(st)
+	c := startDaemon(t, opts)
+	segs := map[string][]byte{}
+	for i := 1; i <= 8; i++ {
+		segs[segName(i)] = segmentBytes(t, segName(i), testSysID, byte(i))
+		c.ready(t, segName(i), segs[segName(i)])
+	}
+	confirmed := 0
+	for i := 1; i <= 8; i++ {
+		res, used, err := ViaDaemon(ctx, filepath.Join(c.walDir, segName(i)), opts.Repository, false)
+		if !used || err != nil {
+			t.Fatalf("%s: used %t, %v", segName(i), used, err)
+		}
+		if res.Name != segName(i) || res.Key != "wal/"+segName(i)+".lz4" {
+			t.Fatalf("%+v", res)
+		}
+		if !bytes.Equal(fetchPlain(t, st, segName(i)), segs[segName(i)]) {
+			t.Fatalf("%s stored wrong", segName(i))
+		}
+		if res.Confirmed {
+			confirmed++
+		}
+		c.done(t, segName(i))
+	}
+	if got := st.puts.Load(); got != 8 {
+		t.Fatalf("%d uploads for 8 segments", got)
+	}
+	t.Logf("%d of 8 confirmed from markers", confirmed)
+
+	// Another repository setting: refused, the client pushes itself.
+	c.ready(t, segName(9), segmentBytes(t, segName(9), testSysID, 9))
+	_, used, err := ViaDaemon(ctx, filepath.Join(c.walDir, segName(9)), "mem://other", false)
+	if !used || err == nil || errors.Is(err, ErrConflict) || !errors.Is(err, ErrDaemon) {
+		t.Fatalf("other repository: used %t, %v", used, err)
+	}
+	// A different file under an archived name: a conflict, final.
+	p := filepath.Join(c.walDir, segName(3))
+	os.WriteFile(p, segmentBytes(t, segName(3), testSysID, 33), 0o600)
+	os.WriteFile(filepath.Join(c.walDir, "archive_status", segName(3)+".ready"), nil, 0o600)
+	if _, _, err := ViaDaemon(ctx, p, opts.Repository, false); !errors.Is(err, ErrConflict) {
+		t.Fatalf("conflict: %v", err)
+	}
+	// A file outside the daemon's pg_wal is refused.
+	other := writeTemp(t, segName(10), segmentBytes(t, segName(10), testSysID, 10))
+	os.MkdirAll(filepath.Join(filepath.Dir(other), "archive_status", MarkerDirName), 0o700)
+	os.Symlink(SocketPath(c.walDir), SocketPath(filepath.Dir(other)))
+	if _, used, err := ViaDaemon(ctx, other, opts.Repository, false); !used || err == nil {
+		t.Fatalf("file outside pg_wal: used %t, %v", used, err)
+	}
+}
+
+// TestViaDaemonWithoutDaemon: no socket, no daemon: the caller pushes.
+func TestViaDaemonWithoutDaemon(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	p := c.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
+	if _, used, err := ViaDaemon(context.Background(), p, "x", false); used || err != nil {
+		t.Fatalf("used %t, %v", used, err)
+	}
+}
+
+// TestDaemonOneAtATime: a second daemon for the same pg_wal is refused.
+func TestDaemonOneAtATime(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(mem.New())
+	c := startDaemon(t, opts)
+	err := Serve(context.Background(), c.walDir, opts)
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("another wal-push-daemon")) {
+		t.Fatalf("second daemon: %v", err)
+	}
+}
