@@ -165,7 +165,7 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 	if fr.done == nil {
 		fr.done = &delta.BlockSet{}
 	}
-	file := &wbFile{f: out}
+	file := newWBFile(out, w.directChained(fr, e))
 	dst := &wbWriterAt{ctx: ctx, w: wb, f: file, prog: w.prog}
 	if err := w.applyCopy(li, fr, e, r, dst); err != nil {
 		dst.release()
@@ -213,6 +213,23 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 		return nil
 	})
 	return nil
+}
+
+// directChained says whether fr's copy e is written with direct I/O: a
+// copy stored whole (the root of the chain) into a file where few pages
+// are written already, so that its writes are long runs of adjacent
+// pages. An increment's pages are scattered, and so are the runs of a
+// whole copy around many pages of newer copies: such small writes go
+// through the page cache, which gathers them. Padding a partial last
+// page with zeros up to directAlign stays within that page only when
+// pages are multiples of directAlign.
+func (w *restorer) directChained(fr *fileRestore, e *catalog.File) bool {
+	bs := w.chain.blockSize
+	if e.Kind != catalog.FileWhole || bs <= 0 || bs%directAlign != 0 {
+		return false
+	}
+	blocks := (fr.f.Size + int64(bs) - 1) / int64(bs)
+	return fr.done == nil || int64(fr.done.Len())*32 <= blocks
 }
 
 // applyCopy reads e, fr's copy in link li, from r and writes the pages

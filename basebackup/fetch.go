@@ -636,7 +636,7 @@ func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.
 		return fmt.Errorf("restore %s: %w", f.Path, err)
 	}
 	preallocate(out, f.Size)
-	file := &wbFile{f: out}
+	file := newWBFile(out, true) // written in order: only its end is padded
 	n, err := w.copyBehind(ctx, wb, file, r, crc)
 	if err == nil {
 		err = checkFile(f, n, crc.Sum32())
@@ -654,7 +654,10 @@ func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.
 			out.Close()
 			return nil // already reported
 		}
-		err := out.Chmod(mode)
+		err := file.truncate()
+		if err == nil {
+			err = out.Chmod(mode)
+		}
 		if err == nil {
 			file.startRemaining()
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
+	"unsafe"
 )
 
 // A restore streams each part on one goroutine: download, decrypt,
@@ -17,6 +19,12 @@ import (
 // pwrite and returns them to the pool; the queue also carries each file's
 // last step (chmod, close, ...), run after its writes. Memory: the pool,
 // writeBehindBuffers × copyBufferSize per part in flight.
+//
+// Files are written with direct I/O where the file system allows it: from
+// these buffers to the device, without a copy into the page cache (which
+// would be written back later anyway, and which a restore's data only
+// pollutes). Such writes are aligned to directAlign; a file's last write
+// is padded with zeros, cut again by truncate before the file is closed.
 
 // writeBehindBuffers is the size of a part's buffer pool.
 const writeBehindBuffers = 4
@@ -33,11 +41,69 @@ type writeOp struct {
 	finish func(err error) error
 }
 
-// wbFile is a file being restored through a writeBehind.
+// wbFile is a file being restored through a writeBehind. Its fields
+// belong to the writer goroutine.
 type wbFile struct {
-	f    *os.File
-	kick int64 // start of the range whose writeback is not started yet
-	end  int64 // end of the last write
+	f *os.File
+	// direct: writes bypass the page cache (O_DIRECT), each padded with
+	// zeros to directAlign; padded records that the file holds such
+	// padding past end, which truncate removes.
+	direct, padded bool
+	kick           int64 // start of the range whose writeback is not started yet
+	end            int64 // end of the data written furthest
+}
+
+// newWBFile wraps f; direct asks for direct I/O, which f gets when the
+// file system allows it. Only a file whose writes are long runs should
+// ask, and only when the zeros that pad a write to directAlign never land
+// on bytes another write fills.
+func newWBFile(f *os.File, direct bool) *wbFile {
+	return &wbFile{f: f, direct: direct && setDirect(f, true)}
+}
+
+// write writes data at off: directly when it can (off aligned; the
+// length padded with zeros to directAlign, within data's capacity),
+// through the page cache otherwise, for good if the device refused.
+func (f *wbFile) write(data []byte, off int64) error {
+	n := len(data)
+	if f.direct && off%directAlign == 0 {
+		out := data
+		if r := n % directAlign; r != 0 && n+directAlign-r <= cap(data) {
+			out = data[:n+directAlign-r]
+			clear(out[n:])
+		}
+		if len(out)%directAlign == 0 {
+			_, err := f.f.WriteAt(out, off)
+			if err == nil {
+				f.end = max(f.end, off+int64(n))
+				f.padded = f.padded || len(out) != n
+				return nil
+			}
+			if !errors.Is(err, syscall.EINVAL) {
+				return err
+			}
+		}
+	}
+	if f.direct {
+		f.direct = setDirect(f.f, false)
+	}
+	if _, err := f.f.WriteAt(data, off); err != nil {
+		return err
+	}
+	f.end = max(f.end, off+int64(n))
+	if f.end-f.kick >= writebackEvery {
+		startWriteback(f.f, f.kick, f.end-f.kick)
+		f.kick = f.end
+	}
+	return nil
+}
+
+// truncate cuts the padding of the last direct write.
+func (f *wbFile) truncate() error {
+	if !f.padded {
+		return nil
+	}
+	return f.f.Truncate(f.end)
 }
 
 // writeBehind writes a part's files on a goroutine of its own.
@@ -58,7 +124,7 @@ func newWriteBehind() *writeBehind {
 		done: make(chan struct{}),
 	}
 	for range writeBehindBuffers {
-		w.pool <- make([]byte, copyBufferSize)
+		w.pool <- alignedBuffer(copyBufferSize)
 	}
 	go w.run()
 	return w
@@ -72,14 +138,8 @@ func (w *writeBehind) run() {
 		err := w.failed()
 		if op.data != nil {
 			if err == nil {
-				if _, werr := op.f.f.WriteAt(op.data, op.off); werr != nil {
+				if werr := op.f.write(op.data, op.off); werr != nil {
 					w.fail(fmt.Errorf("restore %s: %w", op.f.f.Name(), werr))
-				} else {
-					op.f.end = op.off + int64(len(op.data))
-					if op.f.end-op.f.kick >= writebackEvery {
-						startWriteback(op.f.f, op.f.kick, op.f.end-op.f.kick)
-						op.f.kick = op.f.end
-					}
 				}
 			}
 			w.pool <- op.data[:cap(op.data)]
@@ -137,9 +197,17 @@ func (w *writeBehind) close() error {
 	return w.failed()
 }
 
+// alignedBuffer returns n bytes (a multiple of directAlign) starting at a
+// multiple of directAlign, as direct I/O wants; its capacity is n.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+directAlign)
+	off := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
+	return b[off : off+n : off+n]
+}
+
 // startRemaining starts the writeback of what f holds past its last kick.
 func (f *wbFile) startRemaining() {
-	if f.end > f.kick {
+	if !f.direct && f.end > f.kick {
 		startWriteback(f.f, f.kick, 0)
 		f.kick = f.end
 	}

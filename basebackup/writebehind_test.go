@@ -25,12 +25,17 @@ func TestWriteBehindPages(t *testing.T) {
 		order = append(order, i)
 	}
 	wb := newWriteBehind()
-	file := &wbFile{f: out}
+	file := newWBFile(out, true)
+	t.Logf("direct I/O: %v", file.direct)
 	dst := &wbWriterAt{ctx: context.Background(), w: wb, f: file, prog: newProgress(nil, "")}
 	for _, b := range order {
 		if _, err := dst.WriteAt(page(b), int64(b)*bs); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A partial last page, padded when written directly, cut by truncate.
+	if _, err := dst.WriteAt(page(260)[:100], 260*bs); err != nil {
+		t.Fatal(err)
 	}
 	if err := dst.flush(); err != nil {
 		t.Fatal(err)
@@ -40,6 +45,9 @@ func TestWriteBehindPages(t *testing.T) {
 		closed = true
 		if err != nil {
 			t.Errorf("finish got %v", err)
+		}
+		if err := file.truncate(); err != nil {
+			t.Error(err)
 		}
 		return out.Close()
 	})
@@ -60,8 +68,11 @@ func TestWriteBehindPages(t *testing.T) {
 	for _, b := range order {
 		written[b] = true
 	}
-	if len(got) != 260*bs {
-		t.Fatalf("file is %d bytes, want %d", len(got), 260*bs)
+	if len(got) != 260*bs+100 {
+		t.Fatalf("file is %d bytes, want %d", len(got), 260*bs+100)
+	}
+	if !bytes.Equal(got[260*bs:], page(260)[:100]) {
+		t.Fatal("the partial last page holds the wrong bytes")
 	}
 	for b := 0; b < 260; b++ {
 		want := make([]byte, bs)

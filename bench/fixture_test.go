@@ -31,6 +31,8 @@ import (
 //	                          "brotli,lzma,none"; "-" for none)
 //	WALRUS_BENCH_ENV          settings for every walrus command but
 //	                          wal-push, e.g. "WALRUS_S3_PART_SIZE=8388608"
+//	WALRUS_BENCH_DIR          where restores go (default: the temporary
+//	                          directory; see restoreDir)
 func settingInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -356,10 +358,38 @@ func (d *benchDB) push(b *testing.B, t walrusTarget, codec string, args ...strin
 // it, and removes the directory.
 func (d *benchDB) fetch(b *testing.B, t walrusTarget, name string) usage {
 	b.Helper()
-	dest := filepath.Join(b.TempDir(), "restored")
+	dest := filepath.Join(restoreDir(b), "restored")
 	_, u := measure(b, d.walrusCmd(t.env, "backup-fetch", dest, name, "--target-immediate"), t.cpuOf())
 	removeRestore(b, dest)
 	return u
+}
+
+// restoreDir returns a new empty directory, reachable by the postgres
+// user, under WALRUS_BENCH_DIR (default: the system's temporary
+// directory), removed when b ends. A restore creates thousands of files,
+// and ext4 without a journal makes that slow where many files were
+// deleted lately (see removeRestore): on a machine where other work
+// churns /tmp, a directory elsewhere on the same disk keeps that noise
+// out of the figures.
+func restoreDir(b *testing.B) string {
+	b.Helper()
+	base := os.Getenv("WALRUS_BENCH_DIR")
+	if base == "" {
+		return pgtest.SharedDir(b)
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	d, err := os.MkdirTemp(base, "restore-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(d) })
+	pgtest.ChownPostgres(b, d)
+	return d
 }
 
 // removeRestore removes a restored directory and waits until the file

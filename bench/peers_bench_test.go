@@ -262,7 +262,7 @@ func (p *pgBackRest) backup(b *testing.B, kind string) (usage, pgBackRestBackup)
 // removes the directory.
 func (p *pgBackRest) restore(b *testing.B, d *benchDB, label string) usage {
 	b.Helper()
-	dest := filepath.Join(pgtest.SharedDir(b), "restored")
+	dest := filepath.Join(restoreDir(b), "restored")
 	if err := os.Mkdir(dest, 0o700); err != nil {
 		b.Fatal(err)
 	}

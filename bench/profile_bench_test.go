@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 // same WALRUS_* settings as the command), so that go test's -cpuprofile
 // and -memprofile see them. Repository: WALRUS_BENCH_REPO=fs (default) or
 // s3; codec WALRUS_BENCH_CODECS' first (lz4); scale WALRUS_BENCH_SCALE.
+// WALRUS_BENCH_TRACE=1 prints the phases of each push with their times.
 // For example:
 //
 //	WALRUS_BENCH_SCALE=20 go test -run '^$' -bench BackupInProcess -benchtime 1x \
@@ -53,9 +55,15 @@ func BenchmarkBackupInProcess(b *testing.B) {
 	defer r.Close()
 	push := func(what string, deltaFrom string) basebackup.Result {
 		start := time.Now()
+		logf := func(format string, args ...any) {
+			if os.Getenv("WALRUS_BENCH_TRACE") != "" {
+				fmt.Printf("#   %7.3fs %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+			}
+		}
 		res, err := basebackup.Push(ctx, basebackup.Options{
 			Store: r.Store, Encoder: r.Encoder, Decoder: r.Decoder, PGData: d.c.DataDir(), DSN: cfg.Postgres.DSN,
 			PartSize: cfg.PartSize, Concurrency: cfg.UploadConcurrency, Full: deltaFrom == "", DeltaFrom: deltaFrom,
+			Logf: logf,
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -66,7 +74,7 @@ func BenchmarkBackupInProcess(b *testing.B) {
 	}
 	fetch := func(what string, res basebackup.Result) {
 		start := time.Now()
-		dest := filepath.Join(b.TempDir(), "restored")
+		dest := filepath.Join(restoreDir(b), "restored")
 		if _, err := basebackup.Fetch(ctx, basebackup.FetchOptions{
 			Store: r.Store, Decoder: r.Decoder, Backup: res.Name, Dest: dest,
 			Concurrency: cfg.DownloadConcurrency, Recovery: basebackup.Recovery{RestoreCommand: "false", Target: basebackup.RecoveryTarget{Immediate: true}},

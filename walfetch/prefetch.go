@@ -463,6 +463,10 @@ func (o RunOptions) window(ctx context.Context, w want) error {
 		o.clean(nil)
 		return nil
 	}
+	sysid, err := repositorySystem(ctx, o.Fetch.Store)
+	if err != nil {
+		return fmt.Errorf("prefetch: %w", err)
+	}
 	have := o.clean(keep)
 	// The archive ends somewhere: once a segment is missing, the ones
 	// after it are not asked for.
@@ -481,7 +485,7 @@ func (o RunOptions) window(ctx context.Context, w want) error {
 			if int64(i) > end.Load() || !o.recovering() {
 				return nil
 			}
-			found, err := o.download(gctx, n)
+			found, err := o.download(gctx, n, sysid)
 			if err == nil && !found {
 				for {
 					e := end.Load()
@@ -540,9 +544,11 @@ func (o RunOptions) clean(keep map[string]bool) map[string]bool {
 	return have
 }
 
-// download fetches one segment into the directory. A segment not in the
-// archive (found false) is not an error: it may not be archived yet.
-func (o RunOptions) download(ctx context.Context, name string) (found bool, err error) {
+// download fetches one segment into the directory, checked as wal-fetch
+// checks it (recorded checksum and size; a header naming this segment,
+// written by cluster sysid). A segment not in the archive (found false) is
+// not an error: it may not be archived yet.
+func (o RunOptions) download(ctx context.Context, name string, sysid uint64) (found bool, err error) {
 	f := o.Fetch
 	info, err := repo.FindObject(ctx, f.Store, repo.WALBase(name), f.PreferredSuffix)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -572,7 +578,8 @@ func (o RunOptions) download(ctx context.Context, name string) (found bool, err 
 	if err != nil {
 		return true, fmt.Errorf("prefetch %s: %w", name, err)
 	}
-	_, err = io.Copy(tmp, repo.VerifyingReader(rc, info.Key, sum, wantSize))
+	wf, _ := pg.ParseWALFileName(name, pg.MinWALSegSize)
+	_, err = io.Copy(tmp, checkSegment(repo.VerifyingReader(rc, info.Key, sum, wantSize), wf, sysid))
 	if err == nil {
 		err = tmp.Sync()
 	}

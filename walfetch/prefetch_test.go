@@ -462,3 +462,39 @@ func TestPrefetchStopsAfterRecovery(t *testing.T) {
 		t.Fatalf("after recovery: published %v", got)
 	}
 }
+
+// TestPrefetchRefusesForeignSegment: an object that holds another
+// cluster's segment (with a matching recorded checksum) is never published
+// in the prefetch directory; wal-fetch then refuses it as it does without
+// prefetch.
+func TestPrefetchRefusesForeignSegment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := newArchive()
+	if _, err := repo.EnsureIdentity(ctx, a.st, 7300000000000000001, false); err != nil {
+		t.Fatal(err)
+	}
+	a.segments(t, 1, 1, 2)
+	foreign := segmentBytes(t, seg1(3), 3)
+	binary.LittleEndian.PutUint64(foreign[24:], 7399999999999999999)
+	a.put(t, seg1(3), foreign)
+	dir := filepath.Join(t.TempDir(), "prefetch")
+	opts := a.fetchOpts(dir, 2)
+	if _, err := Fetch(ctx, seg1(2), filepath.Join(t.TempDir(), "x"), opts); err != nil {
+		t.Fatal(err)
+	}
+	err := RunPrefetcher(ctx, RunOptions{Dir: dir, Count: 2, Concurrency: 1, Fetch: opts})
+	if !errors.Is(err, ErrWrongSegment) {
+		t.Fatalf("prefetcher: %v", err)
+	}
+	if got := publishedNames(t, dir); len(got) != 0 {
+		t.Fatalf("foreign segment published: %v", got)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if _, err := Fetch(ctx, seg1(3), dest, opts); !errors.Is(err, ErrWrongSegment) {
+		t.Fatalf("fetch: %v", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatal("destination written")
+	}
+}

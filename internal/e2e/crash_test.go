@@ -238,10 +238,11 @@ func TestCrashes(t *testing.T) {
 	shared := pgtest.SharedDir(t)
 	dest := filepath.Join(shared, "restored")
 	fetch := []string{"backup-fetch", dest, "--restore-point", "crash-rp"}
+	exists := func(f string) bool { _, err := os.Lstat(filepath.Join(dest, f)); return err == nil }
 	notStartable := func() {
 		for _, f := range []string{"global/pg_control", "PG_VERSION", "recovery.signal", "backup_label"} {
-			if _, err := os.Lstat(filepath.Join(dest, f)); err == nil {
-				t.Errorf("a killed backup-fetch left %s in %s", f, dest)
+			if exists(f) {
+				t.Errorf("a backup-fetch killed while downloading left %s in %s", f, dest)
 			}
 		}
 	}
@@ -252,8 +253,15 @@ func TestCrashes(t *testing.T) {
 	}
 	for range crashRounds() {
 		os.RemoveAll(dest)
-		if killAfter(t, env, time.Duration(rng.IntN(1500))*time.Millisecond, fetch...) {
-			notStartable()
+		// Killed at any instant, even while it finishes: pg_control,
+		// without which PostgreSQL does not start, comes after
+		// everything else.
+		if killAfter(t, env, time.Duration(rng.IntN(1500))*time.Millisecond, fetch...) && exists("global/pg_control") {
+			for _, f := range []string{"PG_VERSION", "recovery.signal", "backup_label", "postgresql.auto.conf"} {
+				if !exists(f) {
+					t.Errorf("a killed backup-fetch left pg_control in %s, but no %s", dest, f)
+				}
+			}
 		}
 	}
 	os.RemoveAll(dest)

@@ -285,8 +285,18 @@ func (r *round) run(s3 func() *s3test.Server) {
 	r.c.WaitArchived(t, last, 3*time.Minute)
 	r.logf("switched WAL; %s archived", last)
 
-	p := r.points[r.pick(len(r.points))]
-	r.restore(p)
+	// A kind of target first, so that each kind is as likely whatever
+	// the number of points of each, then a point of that kind.
+	byKind := map[string][]fidelityPoint{}
+	var kinds []string
+	for _, p := range r.points {
+		if byKind[p.kind] == nil {
+			kinds = append(kinds, p.kind)
+		}
+		byKind[p.kind] = append(byKind[p.kind], p)
+	}
+	ps := byKind[kinds[r.pick(len(kinds))]]
+	r.restore(ps[r.pick(len(ps))])
 }
 
 // exec runs sql in db and logs it.
@@ -396,13 +406,15 @@ func (r *round) backup(full bool) {
 				return
 			}
 			defer conn.Close(ctx)
-			for i := 0; ; i++ {
+			// A steady trickle: enough to change pages while they are
+			// read, not so much that archiving falls behind.
+			for {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-time.After(20 * time.Millisecond):
 				}
-				if _, err := conn.Exec(ctx, "INSERT INTO busy (v) SELECT md5(g::text) FROM generate_series(1, 200) g"); err != nil {
+				if _, err := conn.Exec(ctx, "INSERT INTO busy (v) SELECT md5(g::text) FROM generate_series(1, 100) g"); err != nil {
 					t.Errorf("writer: %v", err)
 					return
 				}

