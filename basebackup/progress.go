@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/walrusdb/walrus/catalog"
 )
 
 // IsTerminal reports whether f is a terminal (a character device), where a
@@ -111,16 +113,5 @@ func (p *progress) draw() {
 	fmt.Fprintf(p.w, "\r%s\x1b[K", line)
 }
 
-// humanBytes formats n with a binary unit.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes formats n with a binary unit (catalog.HumanBytes).
+func humanBytes(n int64) string { return catalog.HumanBytes(n) }

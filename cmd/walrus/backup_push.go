@@ -9,6 +9,7 @@ import (
 	"github.com/wal-g/tracelog"
 
 	"github.com/walrusdb/walrus/basebackup"
+	"github.com/walrusdb/walrus/catalog"
 )
 
 type backupPushOptions struct {
@@ -125,15 +126,4 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 }
 
 // sizeString formats a byte count for people.
-func sizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func sizeString(n int64) string { return catalog.HumanBytes(n) }
