@@ -158,7 +158,7 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", fr.f.Path, err)
 	}
-	if !fr.created {
+	if !fr.created && fr.f.Size >= directMinSize {
 		preallocate(out, fr.f.Size)
 	}
 	fr.created = true
@@ -216,16 +216,16 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 }
 
 // directChained says whether fr's copy e is written with direct I/O: a
-// copy stored whole (the root of the chain) into a file where few pages
-// are written already, so that its writes are long runs of adjacent
-// pages. An increment's pages are scattered, and so are the runs of a
-// whole copy around many pages of newer copies: such small writes go
-// through the page cache, which gathers them. Padding a partial last
-// page with zeros up to directAlign stays within that page only when
-// pages are multiples of directAlign.
+// copy stored whole (the root of the chain) of a file of at least
+// directMinSize where few pages are written already, so that its writes
+// are long runs of adjacent pages. An increment's pages are scattered, so
+// are the runs of a whole copy around many pages of newer copies, and a
+// small file has few writes: those go through the page cache, which
+// gathers them. Padding a partial last page with zeros up to directAlign
+// stays within that page only when pages are multiples of directAlign.
 func (w *restorer) directChained(fr *fileRestore, e *catalog.File) bool {
 	bs := w.chain.blockSize
-	if e.Kind != catalog.FileWhole || bs <= 0 || bs%directAlign != 0 {
+	if e.Kind != catalog.FileWhole || bs <= 0 || bs%directAlign != 0 || fr.f.Size < directMinSize {
 		return false
 	}
 	blocks := (fr.f.Size + int64(bs) - 1) / int64(bs)

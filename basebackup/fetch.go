@@ -635,8 +635,14 @@ func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", f.Path, err)
 	}
-	preallocate(out, f.Size)
-	file := newWBFile(out, true) // written in order: only its end is padded
+	// Written in order, so only its end is ever padded for direct I/O.
+	var file *wbFile
+	if f.Size >= directMinSize {
+		preallocate(out, f.Size)
+		file = newWBFile(out, true)
+	} else {
+		file = newWBFile(out, false)
+	}
 	n, err := w.copyBehind(ctx, wb, file, r, crc)
 	if err == nil {
 		err = checkFile(f, n, crc.Sum32())

@@ -53,6 +53,11 @@ type wbFile struct {
 	end            int64 // end of the data written furthest
 }
 
+// directMinSize is the smallest file written with direct I/O: a direct
+// write waits for the device, which a small file's single write would do
+// alone; the page cache gathers small files better.
+const directMinSize = 1 << 20
+
 // newWBFile wraps f; direct asks for direct I/O, which f gets when the
 // file system allows it. Only a file whose writes are long runs should
 // ask, and only when the zeros that pad a write to directAlign never land

@@ -94,6 +94,7 @@ func (d *benchDB) fullRuns(b *testing.B, t walrusTarget, codec string, runs int)
 		last = d.push(b, t, codec, "--full")
 		pushes = append(pushes, last.use)
 		fetches = append(fetches, d.fetch(b, t, last.name))
+		fmt.Printf("# walrus %s %s: full backup-push %s, backup-fetch %s\n", t.name, codec, secs(last.use.wall), secs(fetches[len(fetches)-1].wall))
 	}
 	last.use = medianUsage(pushes)
 	return last, medianUsage(fetches)

@@ -33,6 +33,10 @@ import (
 //	                          wal-push, e.g. "WALRUS_S3_PART_SIZE=8388608"
 //	WALRUS_BENCH_DIR          where restores go (default: the temporary
 //	                          directory; see restoreDir)
+//	WALRUS_BENCH_SEGMENTS     WAL segments archived (BenchmarkWAL,
+//	                          BenchmarkPeers; default 100)
+//	WALRUS_BENCH_REPO         fs (default) or s3: BenchmarkBackupInProcess
+//	WALRUS_BENCH_TRACE        print the phases of BenchmarkBackupInProcess
 func settingInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
