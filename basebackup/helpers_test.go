@@ -4,9 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"hash/crc32"
 	"io/fs"
 	"math"
@@ -252,8 +250,7 @@ func tarPart(t *testing.T, st storage.Store, backup, name string, entries []*tar
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	return catalog.Part{Name: name, Key: w.Key, RawSize: int64(buf.Len()), StoredSize: w.StoredSize, SHA256: hex.EncodeToString(sum[:])}
+	return catalog.Part{Name: name, Key: w.Key, RawSize: int64(buf.Len()), StoredSize: w.StoredSize, StoredSHA256: w.StoredSHA256}
 }
 
 func crcOf(s string) string { return crcString(crc32.Checksum([]byte(s), castagnoli)) }

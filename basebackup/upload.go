@@ -134,7 +134,7 @@ func (u *uploader) finishPart(p *partWriter) error {
 		return fmt.Errorf("store part %s: %d bytes stored, %d written", p.name, r.w.RawSize, p.count.n)
 	}
 	u.mu.Lock()
-	u.parts = append(u.parts, catalog.Part{Name: p.name, Key: r.w.Key, RawSize: r.w.RawSize, StoredSize: r.w.StoredSize, SHA256: r.w.SHA256})
+	u.parts = append(u.parts, catalog.Part{Name: p.name, Key: r.w.Key, RawSize: r.w.RawSize, StoredSize: r.w.StoredSize, StoredSHA256: r.w.StoredSHA256})
 	u.mu.Unlock()
 	return nil
 }

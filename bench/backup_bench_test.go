@@ -94,7 +94,9 @@ func (d *benchDB) fullRuns(b *testing.B, t walrusTarget, codec string, runs int)
 		last = d.push(b, t, codec, "--full")
 		pushes = append(pushes, last.use)
 		fetches = append(fetches, d.fetch(b, t, last.name))
-		fmt.Printf("# walrus %s %s: full backup-push %s, backup-fetch %s\n", t.name, codec, secs(last.use.wall), secs(fetches[len(fetches)-1].wall))
+		f := fetches[len(fetches)-1]
+		fmt.Printf("# walrus %s %s: full backup-push %s (CPU %s, disk read %.0f MB), backup-fetch %s (CPU %s, disk written %.0f MB)\n",
+			t.name, codec, secs(last.use.wall), secs(last.use.cpu), last.use.readMB, secs(f.wall), secs(f.cpu), f.writtenMB)
 	}
 	last.use = medianUsage(pushes)
 	return last, medianUsage(fetches)

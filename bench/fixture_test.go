@@ -68,6 +68,9 @@ type usage struct {
 	rssKiB int64
 	// serverCPU is the CPU the S3 server used meanwhile, when known.
 	serverCPU time.Duration
+	// readMB and writtenMB are what the process read from and wrote to
+	// the disk (not the page cache), in MB.
+	readMB, writtenMB float64
 }
 
 func (u usage) rssMiB() float64 { return float64(u.rssKiB) / 1024 }
@@ -102,6 +105,7 @@ func measure(b *testing.B, cmd *exec.Cmd, cpuOf func() time.Duration) (string, u
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		u.rssKiB = ru.Maxrss
+		u.readMB, u.writtenMB = float64(ru.Inblock)*512/1e6, float64(ru.Oublock)*512/1e6
 	}
 	return stdout.String(), u
 }

@@ -58,8 +58,9 @@ func BenchmarkPeers(b *testing.B) {
 	}
 	var pairs []*pair
 
-	// walrus: every target's full backups and restores, then (after the
-	// update) its deltas; pgBackRest the same on its own repositories.
+	// Each repository is measured with both tools (walrus alone on plain
+	// HTTP, which pgBackRest does not speak), full backups and restores
+	// first, then, after the update, the deltas.
 	walrusTargets := []walrusTarget{
 		fsTarget(b),
 		{name: "s3-tls", env: tlsSrv.walrusEnv(tlsSrv.newBucket(b)), pid: tlsSrv.pid},
@@ -69,50 +70,66 @@ func BenchmarkPeers(b *testing.B) {
 		d.newPgBackRest(b, "fs", nil, nil),
 		d.newPgBackRest(b, "s3-tls", tlsSrv.pgBackRestRepo(tlsSrv.newBucket(b)), tlsCPU),
 	}
-	fulls := map[string]pushResult{}
-	for _, t := range walrusTargets {
-		p := &pair{repo: t.name}
+	for i, t := range walrusTargets {
+		p := &pair{repo: t.name, hasPeer: i < len(peers)}
 		pairs = append(pairs, p)
-		d.archiveTo(b, t.archiveScript(d.walrus))
-		full, fetch := d.fullRuns(b, t, "lz4", runs)
-		fulls[t.name] = full
-		p.walrus.full, p.walrus.fetch, p.walrus.stored = full.use, fetch, full.info.StoredSize
 	}
-	for i, pb := range peers {
+	// The runs of the two tools alternate, so that whatever else the
+	// machine does meanwhile weighs on both alike.
+	fulls := map[string]pushResult{}
+	for i, t := range walrusTargets {
 		p := pairs[i]
-		p.hasPeer = true
-		d.archiveTo(b, pb.archiveScript())
-		var fullUse, fetchUse []usage
+		var wFull, wFetch, rFull, rFetch []usage
 		for range runs {
+			d.archiveTo(b, t.archiveScript(d.walrus))
+			full := d.push(b, t, "lz4", "--full")
+			fetch := d.fetch(b, t, full.name)
+			fulls[t.name] = full
+			wFull, wFetch = append(wFull, full.use), append(wFetch, fetch)
+			p.walrus.stored = full.info.StoredSize
+			fmt.Printf("# walrus %s: full backup %s (CPU %s, disk read %.0f MB), restore %s (CPU %s, disk written %.0f MB)\n",
+				t.name, secs(full.use.wall), secs(full.use.cpu), full.use.readMB, secs(fetch.wall), secs(fetch.cpu), fetch.writtenMB)
+			if !p.hasPeer {
+				continue
+			}
+			pb := peers[i]
+			d.archiveTo(b, pb.archiveScript())
 			u, info := pb.backup(b, "full")
-			fullUse = append(fullUse, u)
+			f := pb.restore(b, d, info.Label)
+			rFull, rFetch = append(rFull, u), append(rFetch, f)
 			p.peer.stored = info.Info.Repository.Delta
-			fetchUse = append(fetchUse, pb.restore(b, d, info.Label))
-			fmt.Printf("# pgBackRest %s: full backup %s, restore %s\n", pb.name, secs(u.wall), secs(fetchUse[len(fetchUse)-1].wall))
+			fmt.Printf("# pgBackRest %s: full backup %s (CPU %s, disk read %.0f MB), restore %s (CPU %s, disk written %.0f MB)\n",
+				pb.name, secs(u.wall), secs(u.cpu), u.readMB, secs(f.wall), secs(f.cpu), f.writtenMB)
 		}
-		p.peer.full, p.peer.fetch = medianUsage(fullUse), medianUsage(fetchUse)
+		p.walrus.full, p.walrus.fetch = medianUsage(wFull), medianUsage(wFetch)
+		if p.hasPeer {
+			p.peer.full, p.peer.fetch = medianUsage(rFull), medianUsage(rFetch)
+		}
 	}
 	d.touch(b, 100)
 	for i, t := range walrusTargets {
-		d.archiveTo(b, t.archiveScript(d.walrus))
-		var us []usage
-		var last pushResult
+		p := pairs[i]
+		var wu, ru []usage
 		for range runs {
-			last = d.push(b, t, "lz4", "--delta-from", fulls[t.name].name)
-			us = append(us, last.use)
-		}
-		pairs[i].walrus.delta, pairs[i].walrus.deltaSize = medianUsage(us), last.info.StoredSize
-	}
-	for i, pb := range peers {
-		d.archiveTo(b, pb.archiveScript())
-		var us []usage
-		for range runs {
+			d.archiveTo(b, t.archiveScript(d.walrus))
+			last := d.push(b, t, "lz4", "--delta-from", fulls[t.name].name)
+			wu = append(wu, last.use)
+			p.walrus.deltaSize = last.info.StoredSize
+			fmt.Printf("# walrus %s: delta %s\n", t.name, secs(last.use.wall))
+			if !p.hasPeer {
+				continue
+			}
+			pb := peers[i]
+			d.archiveTo(b, pb.archiveScript())
 			u, info := pb.backup(b, "diff")
-			us = append(us, u)
-			pairs[i].peer.deltaSize = info.Info.Repository.Delta
+			ru = append(ru, u)
+			p.peer.deltaSize = info.Info.Repository.Delta
 			fmt.Printf("# pgBackRest %s: diff backup %s\n", pb.name, secs(u.wall))
 		}
-		pairs[i].peer.delta = medianUsage(us)
+		p.walrus.delta = medianUsage(wu)
+		if p.hasPeer {
+			p.peer.delta = medianUsage(ru)
+		}
 	}
 	d.archiveTo(b, "exit 0")
 

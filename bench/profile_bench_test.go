@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -87,12 +88,19 @@ func BenchmarkBackupInProcess(b *testing.B) {
 		removeRestore(b, dest)
 		b.StartTimer()
 	}
+	// Each operation carries a profile label: go tool pprof
+	// -tagfocus=op=fetch-full shows the full restore alone.
+	labelled := func(op string, fn func()) {
+		pprof.Do(ctx, pprof.Labels("op", op), func(context.Context) { fn() })
+	}
 	b.ResetTimer()
-	full := push("full", "")
-	fetch("full", full)
+	var full, delta basebackup.Result
+	labelled("push-full", func() { full = push("full", "") })
+	labelled("fetch-full", func() { fetch("full", full) })
 	b.StopTimer()
 	d.touch(b, 10)
 	b.StartTimer()
-	fetch("delta 10%", push("delta 10%", full.Name))
+	labelled("push-delta", func() { delta = push("delta 10%", full.Name) })
+	labelled("fetch-delta", func() { fetch("delta 10%", delta) })
 	b.StopTimer()
 }

@@ -30,7 +30,7 @@ func validManifest(name string, sysid string, tli pg.TimelineID, start pg.LSN) *
 	m.BackupLabel = "START WAL LOCATION: ...\n"
 	m.Tablespaces = []Tablespace{{OID: 16400, Name: "ts", Location: "/srv/ts"}}
 	sum := strings.Repeat("ab", 32)
-	m.Parts = []Part{{Name: "part_00001.tar", Key: repo.PartsPrefix(name) + "part_00001.tar.lz4", RawSize: 10240, StoredSize: 300, SHA256: sum}}
+	m.Parts = []Part{{Name: "part_00001.tar", Key: repo.PartsPrefix(name) + "part_00001.tar.lz4", RawSize: 10240, StoredSize: 300, StoredSHA256: sum}}
 	m.Files = []File{
 		{Path: "PG_VERSION", Kind: FileWhole, Size: 3, Mode: 0o600, MTime: now, Part: "part_00001.tar", Offset: 0, CRC32C: "0badcafe"},
 		{Path: "global", Kind: FileDir, Mode: 0o700, MTime: now},
@@ -70,32 +70,34 @@ func TestEncodeDecode(t *testing.T) {
 func TestValidateRejects(t *testing.T) {
 	t.Parallel()
 	cases := map[string]func(m *Manifest){
-		"future format":       func(m *Manifest) { m.FormatVersion = 99 },
-		"bad name":            func(m *Manifest) { m.Name = "../x" },
-		"bad sysid":           func(m *Manifest) { m.SystemIdentifier = "x" },
-		"unknown kind":        func(m *Manifest) { m.Kind = "partial" },
-		"full with base":      func(m *Manifest) { s := "b"; m.DeltaFrom = &s },
-		"finish before start": func(m *Manifest) { m.FinishLSN = m.StartLSN - 1 },
-		"no label":            func(m *Manifest) { m.BackupLabel = "" },
-		"absolute path":       func(m *Manifest) { m.Files[0].Path = "/PG_VERSION" },
-		"dot-dot":             func(m *Manifest) { m.Files[0].Path = "../PG_VERSION" },
-		"dot":                 func(m *Manifest) { m.Files[0].Path = "./PG_VERSION" },
-		"NUL":                 func(m *Manifest) { m.Files[0].Path = "PG\x00VERSION" },
-		"unsorted":            func(m *Manifest) { m.Files[0].Path = "zz" },
-		"duplicate":           func(m *Manifest) { m.Files[1] = m.Files[0] },
-		"missing parent":      func(m *Manifest) { m.Files = m.Files[2:] },
-		"unknown part":        func(m *Manifest) { m.Files[0].Part = "part_9" },
-		"bad crc":             func(m *Manifest) { m.Files[0].CRC32C = "xyz" },
-		"setuid mode":         func(m *Manifest) { m.Files[0].Mode = 0o4755 },
-		"part outside":        func(m *Manifest) { m.Parts[0].Key = "backups/other/parts/part_00001.tar.lz4" },
-		"part nested":         func(m *Manifest) { m.Parts[0].Key = repo.PartsPrefix(m.Name) + "part_00001.tar/x.lz4" },
-		"bad part sha":        func(m *Manifest) { m.Parts[0].SHA256 = "00" },
-		"no pg_control":       func(m *Manifest) { m.Files = append(m.Files[:2], m.Files[3:]...); m.DataSize = 3 },
-		"wrong data size":     func(m *Manifest) { m.DataSize++ },
-		"increment in full":   func(m *Manifest) { m.Files[0].Kind = FileIncrement },
-		"relative tablespace": func(m *Manifest) { m.Tablespaces[0].Location = "ts" },
-		"link not tablespace": func(m *Manifest) { m.Tablespaces = nil },
-		"relative link":       func(m *Manifest) { m.Files[4].Link = "ts" },
+		"future format":           func(m *Manifest) { m.FormatVersion = 99 },
+		"bad name":                func(m *Manifest) { m.Name = "../x" },
+		"bad sysid":               func(m *Manifest) { m.SystemIdentifier = "x" },
+		"unknown kind":            func(m *Manifest) { m.Kind = "partial" },
+		"full with base":          func(m *Manifest) { s := "b"; m.DeltaFrom = &s },
+		"finish before start":     func(m *Manifest) { m.FinishLSN = m.StartLSN - 1 },
+		"no label":                func(m *Manifest) { m.BackupLabel = "" },
+		"absolute path":           func(m *Manifest) { m.Files[0].Path = "/PG_VERSION" },
+		"dot-dot":                 func(m *Manifest) { m.Files[0].Path = "../PG_VERSION" },
+		"dot":                     func(m *Manifest) { m.Files[0].Path = "./PG_VERSION" },
+		"NUL":                     func(m *Manifest) { m.Files[0].Path = "PG\x00VERSION" },
+		"unsorted":                func(m *Manifest) { m.Files[0].Path = "zz" },
+		"duplicate":               func(m *Manifest) { m.Files[1] = m.Files[0] },
+		"missing parent":          func(m *Manifest) { m.Files = m.Files[2:] },
+		"unknown part":            func(m *Manifest) { m.Files[0].Part = "part_9" },
+		"bad crc":                 func(m *Manifest) { m.Files[0].CRC32C = "xyz" },
+		"setuid mode":             func(m *Manifest) { m.Files[0].Mode = 0o4755 },
+		"part outside":            func(m *Manifest) { m.Parts[0].Key = "backups/other/parts/part_00001.tar.lz4" },
+		"part nested":             func(m *Manifest) { m.Parts[0].Key = repo.PartsPrefix(m.Name) + "part_00001.tar/x.lz4" },
+		"bad part sha":            func(m *Manifest) { m.Parts[0].StoredSHA256 = "00" },
+		"format 2 with sha256":    func(m *Manifest) { m.Parts[0].SHA256 = m.Parts[0].StoredSHA256 },
+		"format 1 without sha256": func(m *Manifest) { m.FormatVersion = 1 },
+		"no pg_control":           func(m *Manifest) { m.Files = append(m.Files[:2], m.Files[3:]...); m.DataSize = 3 },
+		"wrong data size":         func(m *Manifest) { m.DataSize++ },
+		"increment in full":       func(m *Manifest) { m.Files[0].Kind = FileIncrement },
+		"relative tablespace":     func(m *Manifest) { m.Tablespaces[0].Location = "ts" },
+		"link not tablespace":     func(m *Manifest) { m.Tablespaces = nil },
+		"relative link":           func(m *Manifest) { m.Files[4].Link = "ts" },
 		"under a plain symlink": func(m *Manifest) {
 			m.Files[4].Path = "pg_tblspc/x"
 			m.Files[5].Path = "pg_tblspc/x/y"

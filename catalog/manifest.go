@@ -18,7 +18,7 @@ import (
 
 // FormatVersion is the manifest format this walrus writes and the newest
 // it reads.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Backup kinds.
 const (
@@ -208,8 +208,11 @@ type Part struct {
 	RawSize int64 `json:"raw_size"`
 	// StoredSize is the size of the stored object.
 	StoredSize int64 `json:"stored_size"`
-	// SHA256 is the hex SHA-256 of the plaintext tar stream.
-	SHA256 string `json:"sha256"`
+	// StoredSHA256 is the hex SHA-256 of the stored object (format 2).
+	StoredSHA256 string `json:"stored_sha256,omitempty"`
+	// SHA256 is the hex SHA-256 of the plaintext tar stream: what format
+	// 1 manifests recorded instead of StoredSHA256.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Mode is a file's permission bits, written in JSON as an octal string
@@ -359,8 +362,11 @@ func (m *Manifest) Validate() error {
 		if !strings.HasPrefix(p.Key, prefix+p.Name+".") || strings.Contains(strings.TrimPrefix(p.Key, prefix), "/") {
 			return bad("part %s has key %q outside %s", p.Name, p.Key, prefix)
 		}
-		if p.RawSize < 0 || p.StoredSize < 0 || !sha256Pattern.MatchString(p.SHA256) {
-			return bad("part %s has bad sizes or sha256", p.Name)
+		if p.RawSize < 0 || p.StoredSize < 0 {
+			return bad("part %s has bad sizes", p.Name)
+		}
+		if m.FormatVersion == 1 && !sha256Pattern.MatchString(p.SHA256) || m.FormatVersion > 1 && (!sha256Pattern.MatchString(p.StoredSHA256) || p.SHA256 != "") {
+			return bad("part %s has a missing or malformed checksum (format %d records %s)", p.Name, m.FormatVersion, map[bool]string{true: "sha256", false: "stored_sha256"}[m.FormatVersion == 1])
 		}
 		parts[p.Name] = true
 		room[p.Name] = p.RawSize

@@ -328,7 +328,7 @@ func buildInterruptRepo(t *testing.T) *retRepo {
 		full("f4", 11, false).delta("d4", "f4", 12, false)
 	for _, m := range []*Manifest{r.ms["f1"], r.ms["f3"]} {
 		// Two parts each, so a delete can stop between them.
-		extra := Part{Name: "part_00002.tar", Key: repo.PartsPrefix(m.Name) + "part_00002.tar.lz4", RawSize: 10, StoredSize: 10, SHA256: strings.Repeat("cd", 32)}
+		extra := Part{Name: "part_00002.tar", Key: repo.PartsPrefix(m.Name) + "part_00002.tar.lz4", RawSize: 10, StoredSize: 10, StoredSHA256: strings.Repeat("cd", 32)}
 		r.put(extra.Key, "second part")
 	}
 	for _, rp := range []string{"rp-a", "rp-b"} {

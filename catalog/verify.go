@@ -51,12 +51,23 @@ func (m *Manifest) PartIndex() map[string]map[string]*File {
 // anything else ends the walk with an error. fn is called for each entry,
 // on the calling goroutine, with the manifest's entry and the tar entry's
 // bytes; what fn leaves unread is skipped, and fn's error is returned as
-// is. At the end the part's plaintext must have the recorded size and
-// SHA-256 (repo.ErrChecksum otherwise), and every entry listed must have
+// is. At the end the stored object must have the recorded size and
+// SHA-256 (format 1: the plaintext's SHA-256), the plaintext the recorded
+// size (repo.ErrChecksum otherwise), and every entry listed must have
 // appeared. Memory is the codec's and the tar reader's buffers, whatever
 // the part's size.
 func ReadPart(ctx context.Context, st storage.Store, dec *repo.Decoder, part Part, entries map[string]*File, fn func(e *File, r io.Reader) error) error {
-	rc, err := dec.Open(ctx, st, part.Key)
+	obj, err := st.Get(ctx, part.Key)
+	if err != nil {
+		return fmt.Errorf("read part %s: %w", part.Name, err)
+	}
+	defer obj.Close()
+	// The stored bytes are checked (format 2), or the plaintext (format 1).
+	stored := io.Reader(obj)
+	if part.StoredSHA256 != "" {
+		stored = repo.VerifyingReader(obj, "part "+part.Name+" (stored object)", part.StoredSHA256, part.StoredSize)
+	}
+	rc, err := dec.Unwrap(part.Key, stored)
 	if err != nil {
 		return fmt.Errorf("read part %s: %w", part.Name, err)
 	}
@@ -87,8 +98,13 @@ func ReadPart(ctx context.Context, st storage.Store, dec *repo.Decoder, part Par
 			return err
 		}
 	}
-	// Read to the end so that the part's size and SHA-256 are checked.
+	// Read to the end so that the part's sizes and checksum are checked:
+	// the plaintext, then whatever the decoder left of the stored bytes
+	// (nothing may follow the end of the stream unnoticed).
 	if _, err := io.Copy(io.Discard, vr); err != nil {
+		return fmt.Errorf("read part %s: %w", part.Name, err)
+	}
+	if _, err := io.Copy(io.Discard, stored); err != nil {
 		return fmt.Errorf("read part %s: %w", part.Name, err)
 	}
 	if len(seen) < len(entries) {

@@ -56,6 +56,9 @@ type synthBackup struct {
 	enc *repo.Encoder
 	m   *Manifest
 	now time.Time
+	// format1 records parts as walrus format 1 did: the SHA-256 of the
+	// plaintext instead of the stored bytes'.
+	format1 bool
 }
 
 func newSynth(t *testing.T, st *mem.Store, codec, name string, segNo uint64) *synthBackup {
@@ -114,8 +117,12 @@ func (s *synthBackup) part(files map[string]File, entries ...tarEntry) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	s.m.Parts = append(s.m.Parts, Part{Name: name, Key: w.Key, RawSize: int64(buf.Len()), StoredSize: w.StoredSize, SHA256: hex.EncodeToString(sum[:])})
+	p := Part{Name: name, Key: w.Key, RawSize: int64(buf.Len()), StoredSize: w.StoredSize, StoredSHA256: w.StoredSHA256}
+	if s.format1 {
+		sum := sha256.Sum256(buf.Bytes())
+		s.m.FormatVersion, p.StoredSHA256, p.SHA256 = 1, "", hex.EncodeToString(sum[:])
+	}
+	s.m.Parts = append(s.m.Parts, p)
 	s.m.StoredSize += w.StoredSize
 }
 
@@ -296,6 +303,36 @@ func TestVerifyFlippedByte(t *testing.T) {
 	}
 	if !strings.Contains(problems(rep), "crc32c") || !strings.Contains(problems(rep), "sha256") {
 		t.Fatalf("problems do not say what is wrong: %s", problems(rep))
+	}
+}
+
+// TestVerifyFormat1 reads a backup of walrus's manifest format 1, whose
+// parts carry the SHA-256 of their plaintext: intact, it verifies; with a
+// byte flipped anywhere in a part, the part is named.
+func TestVerifyFormat1(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	f := newSynth(t, st, "none", "old1", 3)
+	f.format1 = true
+	f.part(nil, tarEntry{"PG_VERSION", []byte("15\n")}, tarEntry{"base/1/16384", pages(1, 2)}, tarEntry{"global/pg_control", controlImage()})
+	m := f.write()
+	if m.FormatVersion != 1 || m.Parts[0].SHA256 == "" || m.Parts[0].StoredSHA256 != "" {
+		t.Fatalf("not a format 1 manifest: %+v", m.Parts[0])
+	}
+	st.Put(ctx, repo.WALPrefix+seg(1, 3)+".lz4", strings.NewReader("x"), storage.PutOptions{Size: 1})
+	v := &verifyRepo{st: st, full: m}
+	if rep := v.verify(t); !rep.OK {
+		t.Fatalf("intact format 1 backup: %s", problems(rep))
+	}
+	p := m.Parts[0]
+	rc, _ := st.Get(ctx, p.Key)
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	b[100] ^= 1 // in the first tar header: no file's CRC sees it
+	st.Put(ctx, p.Key, bytes.NewReader(b), storage.PutOptions{Size: int64(len(b))})
+	if rep := v.verify(t); rep.OK || !hasProblem(rep, "old1", p.Name, "") {
+		t.Fatalf("flipped byte in a format 1 part: %s", problems(rep))
 	}
 }
 

@@ -51,6 +51,14 @@ func PageChecksum(page []byte, blockNo uint32) uint16 {
 	if len(page) == 0 || len(page)%checksumRow != 0 {
 		return 0
 	}
+	x := checksumFold(page) ^ blockNo
+	return uint16(x%65535) + 1
+}
+
+// checksumGeneric hashes page (a positive multiple of checksumRow bytes) in
+// pure Go and returns the XOR of the finished lanes, before the block number
+// is mixed in. It is the reference the assembly versions must agree with.
+func checksumGeneric(page []byte) uint32 {
 	sums := checksumBaseOffsets
 	for row := 0; row < len(page); row += checksumRow {
 		words := page[row : row+checksumRow : row+checksumRow]
@@ -73,6 +81,5 @@ func PageChecksum(page []byte, blockNo uint32) uint16 {
 		}
 		x ^= s
 	}
-	x ^= blockNo
-	return uint16(x%65535) + 1
+	return x
 }

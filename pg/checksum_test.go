@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,6 +59,136 @@ func TestPageChecksumProperties(t *testing.T) {
 			t.Errorf("bs %d: round trip", bs)
 		}
 	}
+}
+
+// lcgPage returns a page of n bytes filled from a fixed linear congruential
+// sequence, so known answers do not depend on any library's generator.
+func lcgPage(n int) []byte {
+	p := make([]byte, n)
+	s := uint32(n)
+	for i := range p {
+		s = s*1664525 + 1013904223
+		p[i] = byte(s >> 24)
+	}
+	return p
+}
+
+// TestPageChecksumKnownAnswers pins PageChecksum to values computed by the
+// original pure-Go implementation (before the assembly one existed), for
+// every build: amd64 with AVX2, without it, purego, other architectures.
+func TestPageChecksumKnownAnswers(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		size         int
+		b0, b1, bMax uint16 // block numbers 0, 12345, 0xFFFFFFFF
+	}{
+		{128, 51445, 39180, 14092},
+		{1024, 44296, 40175, 21241},
+		{8192, 9116, 4997, 56421},
+		{32768, 60996, 65131, 4541},
+	} {
+		p := lcgPage(c.size)
+		for _, k := range []struct {
+			blk  uint32
+			want uint16
+		}{{0, c.b0}, {12345, c.b1}, {0xFFFFFFFF, c.bMax}} {
+			if got := PageChecksum(p, k.blk); got != k.want {
+				t.Errorf("size %d block %d: PageChecksum %d, want %d", c.size, k.blk, got, k.want)
+			}
+			if got := uint16((checksumGeneric(p)^k.blk)%65535) + 1; got != k.want {
+				t.Errorf("size %d block %d: generic %d, want %d", c.size, k.blk, got, k.want)
+			}
+		}
+	}
+}
+
+// TestPageChecksumAVX2MatchesGeneric compares the assembly lane hash with the
+// pure-Go one on many random pages of every valid size class, unaligned
+// and with random pd_checksum bytes, and checks PageChecksum's dispatch.
+func TestPageChecksumAVX2MatchesGeneric(t *testing.T) {
+	t.Parallel()
+	if !haveChecksumAVX2 {
+		t.Skip("no AVX2 checksum in this build or on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	sizes := []int{128, 256, 384, 1024, 4096, 8192, 8320, 16384, 32768}
+	for i := range 3000 {
+		size := sizes[i%len(sizes)]
+		// Unaligned start, and bytes after the page that must not count.
+		off := rng.IntN(64)
+		buf := make([]byte, off+size+checksumRow)
+		for j := range buf {
+			buf[j] = byte(rng.Uint32())
+		}
+		page := buf[off : off+size]
+		switch i % 7 {
+		case 0: // mostly zero, like a fresh heap page
+			clear(page[24 : size-rng.IntN(size/2)])
+		case 1: // all ones, stresses carries in the multiply
+			for j := range page {
+				page[j] = 0xFF
+			}
+		}
+		before := bytes.Clone(buf)
+		blk := rng.Uint32()
+
+		want := checksumGeneric(page)
+		if got := checksumAVX2(page); got != want {
+			t.Fatalf("page %d (size %d, offset %d): avx2 %#08x, generic %#08x", i, size, off, got, want)
+		}
+		wantSum := uint16((want^blk)%65535) + 1
+		if got := PageChecksum(page, blk); got != wantSum {
+			t.Fatalf("page %d: PageChecksum %d, want %d", i, got, wantSum)
+		}
+		if !bytes.Equal(buf, before) {
+			t.Fatalf("page %d: checksum modified its input", i)
+		}
+		// pd_checksum counts as zero in both, whatever it holds.
+		binary.LittleEndian.PutUint16(page[checksumOffset:], uint16(rng.Uint32()))
+		if got := checksumAVX2(page); got != want {
+			t.Fatalf("page %d: avx2 depends on pd_checksum", i)
+		}
+		if got := checksumGeneric(page); got != want {
+			t.Fatalf("page %d: generic depends on pd_checksum", i)
+		}
+		// Every other byte of the page's first and last row counts.
+		for _, j := range []int{0, 7, 10, 11, 31, 32, 127, size - 1} {
+			page[j] ^= 0x80
+			if a, g := checksumAVX2(page), checksumGeneric(page); a != g || a == want {
+				t.Fatalf("page %d: flip at %d: avx2 %#08x, generic %#08x, unflipped %#08x", i, j, a, g, want)
+			}
+			page[j] ^= 0x80
+		}
+	}
+}
+
+// BenchmarkPageChecksum measures the lane hash of an 8 KiB page, the bulk of
+// PageChecksum's work, with the assembly and the pure-Go implementations.
+func BenchmarkPageChecksum(b *testing.B) {
+	page := lcgPage(DefaultBlockSize)
+	var sink uint32
+	b.Run("asm", func(b *testing.B) {
+		if !haveChecksumAVX2 {
+			b.Skip("no AVX2 checksum in this build or on this CPU")
+		}
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			sink ^= checksumAVX2(page)
+		}
+	})
+	b.Run("generic", func(b *testing.B) {
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			sink ^= checksumGeneric(page)
+		}
+	})
+	b.Run("PageChecksum", func(b *testing.B) {
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			sink ^= uint32(PageChecksum(page, 1))
+		}
+	})
+	_ = sink
 }
 
 // TestPageChecksumRealCluster checks PageChecksum against every page of

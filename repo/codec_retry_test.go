@@ -141,7 +141,7 @@ func checkStored(t *testing.T, st storage.Store, dec *Decoder, w Written, payloa
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	got, err := io.ReadAll(VerifyingReader(rc, w.Key, w.SHA256, w.RawSize))
+	got, err := io.ReadAll(VerifyingReader(rc, w.Key, w.Digest, w.RawSize))
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("%s: stored object differs from the payload (%d bytes, err %v)", w.Key, len(got), err)
 	}

@@ -13,9 +13,12 @@
 // Encoding: an object's codec and encryption are visible in its name, so a
 // change of the compression setting never makes older objects unreadable.
 // Push: plaintext → compress → encrypt (age) → Store.Put. Fetch: Store.Get →
-// decrypt → decompress. The plaintext's SHA-256 travels as object metadata
-// ("walrus-sha256") where a command must compare contents without holding
-// the identity (wal-push idempotence).
+// decrypt → decompress. The plaintext's digest (digest.go: XXH64, written
+// "xxh64-<hex>") travels as object metadata ("walrus-digest") where a
+// command must compare contents without holding the identity (wal-push
+// idempotence) and is checked on every read; objects of older walrus
+// versions carry a SHA-256 under "walrus-sha256", which is still read. A
+// backup's manifest binds each part with the SHA-256 of its stored bytes.
 //
 // Invariants:
 //   - A repository is encrypted or not for its whole life (walrus.json says

@@ -3,6 +3,8 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -55,14 +57,17 @@ func TestPutOpenRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := io.ReadAll(VerifyingReader(rc, w.Key, w.SHA256, w.RawSize))
+		got, err := io.ReadAll(VerifyingReader(rc, w.Key, w.Digest, w.RawSize))
 		rc.Close()
 		if err != nil || !bytes.Equal(got, payload) {
 			t.Fatalf("%s: round trip differs (err %v)", e.Suffix(), err)
 		}
+		raw, _ := st.Get(ctx, w.Key)
+		b, _ := io.ReadAll(raw)
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != w.StoredSHA256 || int64(len(b)) != w.StoredSize {
+			t.Fatalf("%s: StoredSHA256 %s does not describe the %d stored bytes", w.Key, w.StoredSHA256, len(b))
+		}
 		if e.Encrypted() {
-			raw, _ := st.Get(ctx, w.Key)
-			b, _ := io.ReadAll(raw)
 			if bytes.Contains(b, []byte("walrus round trip")) {
 				t.Fatalf("%s: stored object holds plaintext", w.Key)
 			}

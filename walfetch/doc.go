@@ -32,7 +32,7 @@
 //     chosen as PostgreSQL chooses with recovery_target_timeline = latest:
 //     the newest timeline in the archive whose history passes through the
 //     wanted segment, from the segment where it begins (TimelineFor).
-//   - published file: NAME.SHA256 in the prefetch directory, where SHA256
+//   - published file: NAME.DIGEST in the prefetch directory, where DIGEST
 //     is the plaintext checksum recorded with the object. Downloads are
 //     written as .dl-NAME-*, checked against that checksum and the recorded
 //     size, fsynced, and only then renamed: a published file is complete
@@ -47,7 +47,7 @@
 //     (never .history, .partial or .backup files, which must reflect the
 //     repository at the moment PostgreSQL asks), only by exact name, and
 //     only after wal-fetch has checked the file again (header names the
-//     segment, size is the header's segment size, SHA-256 matches). A file
+//     segment, size is the header's segment size, digest matches). A file
 //     that fails is deleted and the segment is fetched from the
 //     repository; any prefetch problem only logs.
 //   - Disk use is bounded: at most Count published files plus the

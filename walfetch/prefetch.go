@@ -127,14 +127,14 @@ func within(path, dir string) bool {
 }
 
 // published parses the name of a published prefetched segment,
-// NAME.SHA256 (the plaintext checksum recorded with the object it came
-// from).
+// NAME.DIGEST (the plaintext digest recorded with the object it came
+// from, e.g. xxh64-0123456789abcdef).
 func published(fileName string) (seg, sum string, ok bool) {
 	seg, sum, ok = strings.Cut(fileName, ".")
-	if !ok || len(seg) != 24 || len(sum) != 64 {
+	if !ok || len(seg) != 24 {
 		return "", "", false
 	}
-	if _, err := hex.DecodeString(sum); err != nil {
+	if _, _, err := repo.ParseDigest(sum); err != nil || !strings.Contains(sum, "-") {
 		return "", "", false
 	}
 	if wf, err := pg.ParseWALFileName(seg, pg.MinWALSegSize); err != nil || wf.Kind != pg.SegmentFile {
@@ -243,15 +243,18 @@ func (p Prefetch) awaitInFlight(name string) string {
 }
 
 // verifySegment checks that the file at path is the whole segment name
-// whose plaintext SHA-256 is sum: its header names that segment, its size
-// is the header's segment size, and its checksum matches.
+// whose plaintext digest is sum: its header names that segment, its size
+// is the header's segment size, and its digest matches.
 func verifySegment(path, name, sum string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
+	h, err := repo.DigesterLike(sum)
+	if err != nil {
+		return 0, err
+	}
 	var hdr bytes.Buffer
 	n, err := io.Copy(h, io.TeeReader(io.LimitReader(f, pg.SegmentHeaderSize), &hdr))
 	if err != nil {
@@ -276,8 +279,8 @@ func verifySegment(path, name, sum string) (int64, error) {
 	if n != int64(sh.SegSize) {
 		return 0, fmt.Errorf("%d bytes, expected %d", n, sh.SegSize)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return 0, fmt.Errorf("%w: sha256 %.16s, expected %.16s", repo.ErrChecksum, got, sum)
+	if got := h.Digest(); !repo.SameDigest(got, sum) {
+		return 0, fmt.Errorf("%w: %.24s, expected %.24s", repo.ErrChecksum, got, sum)
 	}
 	return n, nil
 }
@@ -405,7 +408,7 @@ func (o RunOptions) logf(format string, args ...any) {
 // the Count segments after it, following the newest timeline whose
 // history contains that segment. Each download is written under a
 // temporary name, verified against the SHA-256 recorded with the object,
-// fsynced, and only then renamed to NAME.SHA256. Published files outside
+// fsynced, and only then renamed to NAME.DIGEST. Published files outside
 // the window and leftover temporary files are deleted, so the directory
 // never holds more than Count published files and Concurrency downloads
 // in flight. When the window is done it reads the want file again and
@@ -557,8 +560,8 @@ func (o RunOptions) download(ctx context.Context, name string, sysid uint64) (fo
 	if err != nil {
 		return false, fmt.Errorf("prefetch %s: %w", name, err)
 	}
-	sum := info.Metadata[repo.MetaSHA256]
-	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 64 {
+	sum, ok := repo.ObjectDigest(info.Metadata)
+	if !ok {
 		o.logf("prefetch %s: %s has no recorded checksum: not prefetched", name, info.Key)
 		return true, nil
 	}
@@ -632,7 +635,7 @@ func (o RunOptions) readHistory(ctx context.Context, tli pg.TimelineID) (pg.Hist
 		return pg.History{}, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(repo.VerifyingReader(io.LimitReader(rc, 1<<20), info.Key, info.Metadata[repo.MetaSHA256], -1))
+	b, err := io.ReadAll(repo.VerifyingReader(io.LimitReader(rc, 1<<20), info.Key, historyDigest(info.Metadata), -1))
 	if err != nil {
 		return pg.History{}, fmt.Errorf("read %s: %w", info.Key, err)
 	}
@@ -664,4 +667,11 @@ func TimelineFor(h pg.History, cur pg.TimelineID, segNo, segSize uint64) pg.Time
 	}
 	consider(h.TLI, begin)
 	return out
+}
+
+// historyDigest is the digest a history file is checked against: the one
+// recorded, a malformed one (refused when read), or none.
+func historyDigest(md map[string]string) string {
+	d, _ := repo.ObjectDigest(md)
+	return d
 }

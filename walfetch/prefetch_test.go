@@ -272,7 +272,7 @@ func TestPrefetchStaleFiles(t *testing.T) {
 	opts := a.fetchOpts(dir, 2)
 	write := func(name string, age time.Duration) string {
 		sum := sha256.Sum256(a.segs[name])
-		p := filepath.Join(dir, name+"."+hex.EncodeToString(sum[:]))
+		p := filepath.Join(dir, name+".sha256-"+hex.EncodeToString(sum[:]))
 		os.WriteFile(p, a.segs[name], 0o600)
 		old := time.Now().Add(-age)
 		os.Chtimes(p, old, old)

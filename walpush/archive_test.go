@@ -299,13 +299,13 @@ func TestPushStreamedWhenNoBuffer(t *testing.T) {
 		t.Fatal("stored content differs")
 	}
 	info, _ := st.Stat(ctx, res.Key)
-	if info.Metadata[repo.MetaSHA256] != res.SHA256 || res.SHA256 == "" {
-		t.Fatalf("metadata %v, result %s", info.Metadata, res.SHA256)
+	if info.Metadata[repo.MetaDigest] != res.Digest || !strings.HasPrefix(res.Digest, "xxh64-") {
+		t.Fatalf("metadata %v, result %s", info.Metadata, res.Digest)
 	}
 	// And the buffered path records the same checksum.
 	st2 := mem.New()
 	res2, err := Push(ctx, writeTemp(t, segName(1), b), testOptions(st2))
-	if err != nil || res2.SHA256 != res.SHA256 {
+	if err != nil || res2.Digest != res.Digest {
 		t.Fatalf("%+v %v", res2, err)
 	}
 }

@@ -51,7 +51,7 @@ type response struct {
 	Confirmed     bool   `json:"confirmed,omitempty"`
 	RawSize       int64  `json:"raw_size,omitempty"`
 	StoredSize    int64  `json:"stored_size,omitempty"`
-	SHA256        string `json:"sha256,omitempty"`
+	Digest        string `json:"digest,omitempty"`
 	// Error is set when the file is not durable; Conflict when a
 	// different file is stored under its name.
 	Error    string `json:"error,omitempty"`
@@ -112,7 +112,7 @@ func ViaDaemon(ctx context.Context, path, repository string, encrypted bool) (re
 		return Result{}, true, fmt.Errorf("wal-push %s: %w: answered for %q", name, ErrDaemon, r.Name)
 	}
 	return Result{Name: r.Name, Key: r.Key, AlreadyStored: r.AlreadyStored, Confirmed: r.Confirmed,
-		RawSize: r.RawSize, StoredSize: r.StoredSize, SHA256: r.SHA256}, true, nil
+		RawSize: r.RawSize, StoredSize: r.StoredSize, Digest: r.Digest}, true, nil
 }
 
 // Serve is the wal-push daemon of the cluster whose pg_wal is walDir. It
@@ -294,7 +294,7 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 		r.Error, r.Conflict = err.Error(), errors.Is(err, ErrConflict)
 	} else {
 		r.Key, r.AlreadyStored, r.Confirmed = res.Key, res.AlreadyStored, res.Confirmed
-		r.RawSize, r.StoredSize, r.SHA256 = res.RawSize, res.StoredSize, res.SHA256
+		r.RawSize, r.StoredSize, r.Digest = res.RawSize, res.StoredSize, res.Digest
 	}
 	b, _ := json.Marshal(r)
 	conn.Write(append(b, '\n'))

@@ -23,7 +23,7 @@ import (
 const MarkerDirName = ".walrus"
 
 // markerVersion is the format of a marker file.
-const markerVersion = 1
+const markerVersion = 2
 
 // staleTemp is how old an unfinished marker temporary file must be before
 // a later call removes it.
@@ -44,8 +44,9 @@ type marker struct {
 	Encrypted bool `json:"encrypted"`
 	// Key is the stored object's key.
 	Key string `json:"key"`
-	// SHA256 and Size describe the plaintext.
-	SHA256 string `json:"sha256"`
+	// Digest and Size describe the plaintext (format 1 recorded a
+	// SHA-256 instead; such markers are not used).
+	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
 	// StoredSize is the object's size in the repository.
 	StoredSize int64 `json:"stored_size"`
@@ -109,9 +110,9 @@ func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sys
 		why = "the file's size differs from what was pushed"
 	}
 	if why == "" && (id == nil || mk.File == nil || *id != *mk.File) {
-		if sum, err = checksum(f); err != nil {
+		if sum, err = digestFile(f, ""); err != nil {
 			why = fmt.Sprintf("cannot read the file: %v", err)
-		} else if sum != mk.SHA256 {
+		} else if !repo.SameDigest(sum, mk.Digest) {
 			why = "the file's content differs from what was pushed"
 		}
 	}
@@ -124,11 +125,11 @@ func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sys
 		p.logf("wal-push %s: marker not confirmed (%v); pushing normally", name, err)
 		return Result{}, false, sum
 	}
-	if info.Metadata[repo.MetaSHA256] != mk.SHA256 || info.Metadata[repo.MetaSize] != strconv.FormatInt(size, 10) || info.Size != mk.StoredSize {
+	if stored, _ := repo.ObjectDigest(info.Metadata); !repo.SameDigest(stored, mk.Digest) || info.Metadata[repo.MetaSize] != strconv.FormatInt(size, 10) || info.Size != mk.StoredSize {
 		p.logf("wal-push %s: marker not confirmed: %s does not hold what was pushed; pushing normally", name, mk.Key)
 		return Result{}, false, sum
 	}
-	return Result{Name: name, Key: mk.Key, AlreadyStored: true, Confirmed: true, RawSize: size, StoredSize: info.Size, SHA256: mk.SHA256, SystemIdentifier: sysid}, true, sum
+	return Result{Name: name, Key: mk.Key, AlreadyStored: true, Confirmed: true, RawSize: size, StoredSize: info.Size, Digest: mk.Digest, SystemIdentifier: sysid}, true, sum
 }
 
 // write records that res was pushed. The file appears whole or not at all
@@ -137,7 +138,7 @@ func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sys
 func (m *markers) write(res Result) error {
 	mk := marker{
 		Version: markerVersion, Name: res.Name, SystemIdentifier: strconv.FormatUint(res.SystemIdentifier, 10),
-		Repository: m.repository, Encrypted: m.encrypted, Key: res.Key, SHA256: res.SHA256,
+		Repository: m.repository, Encrypted: m.encrypted, Key: res.Key, Digest: res.Digest,
 		Size: res.RawSize, StoredSize: res.StoredSize, File: res.file, PushedAt: time.Now().UTC(),
 	}
 	b, err := json.Marshal(mk)

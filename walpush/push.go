@@ -3,8 +3,6 @@ package walpush
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +55,9 @@ type Result struct {
 	Confirmed bool
 	// RawSize and StoredSize are the plaintext and stored sizes.
 	RawSize, StoredSize int64
-	// SHA256 is the hex SHA-256 of the plaintext.
-	SHA256 string
+	// Digest is the plaintext's digest (repo.MetaDigest), in the
+	// algorithm of the stored object's.
+	Digest string
 	// SystemIdentifier is the cluster the file belongs to.
 	SystemIdentifier uint64
 
@@ -185,12 +184,7 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 	base := repo.WALBase(name)
 	info, err := repo.FindObject(ctx, opts.Store, base, opts.Encoder.Suffix())
 	if err == nil {
-		if sum == "" {
-			if sum, err = checksum(f); err != nil {
-				return Result{}, fmt.Errorf("wal-push %s: read: %w", name, err)
-			}
-		}
-		return compareStored(info, name, sum, fi.Size(), sysid)
+		return compareStored(info, name, f, sum, fi.Size(), sysid)
 	}
 	if !errors.Is(err, storage.ErrNotFound) {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
@@ -224,7 +218,7 @@ func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, ba
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	h := sha256.New()
+	h := repo.NewDigester()
 	raw, err := io.Copy(io.MultiWriter(w, h), f)
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -235,16 +229,16 @@ func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, ba
 	if err := unchanged(f, fi, raw); err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	sum := h.Digest()
 	key := base + opts.Encoder.Suffix()
 	err = opts.Store.Put(ctx, key, bytes.NewReader(buf.Bytes()), storage.PutOptions{
 		IfNotExists: true,
 		Size:        int64(buf.Len()),
-		Metadata:    map[string]string{repo.MetaSHA256: sum, repo.MetaSize: strconv.FormatInt(raw, 10)},
+		Metadata:    map[string]string{repo.MetaDigest: sum, repo.MetaSize: strconv.FormatInt(raw, 10)},
 	})
 	if errors.Is(err, storage.ErrExists) {
 		// Someone stored it between our look and our write.
-		return p.compareAfterRace(ctx, base, name, sum, raw)
+		return p.compareAfterRace(ctx, base, name, f, sum, raw)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
@@ -256,16 +250,15 @@ func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, ba
 	if info.Size != int64(buf.Len()) {
 		return Result{}, fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, buf.Len())
 	}
-	return Result{Name: name, Key: key, RawSize: raw, StoredSize: info.Size, SHA256: sum}, nil
+	return Result{Name: name, Key: key, RawSize: raw, StoredSize: info.Size, Digest: sum}, nil
 }
 
 // putStreamed checksums the file, then streams it through the encoder
 // into the store, and refuses the result if the file changed in between.
 func (p *pusher) putStreamed(ctx context.Context, f *os.File, fi os.FileInfo, base, name, sum string) (Result, error) {
 	opts := p.opts
-	if sum == "" {
-		var err error
-		if sum, err = checksum(f); err != nil {
+	if alg, _, err := repo.ParseDigest(sum); err != nil || alg != repo.DigestXXH64 {
+		if sum, err = digestFile(f, ""); err != nil {
 			return Result{}, fmt.Errorf("wal-push %s: read: %w", name, err)
 		}
 	}
@@ -274,31 +267,31 @@ func (p *pusher) putStreamed(ctx context.Context, f *os.File, fi os.FileInfo, ba
 	}
 	w, err := opts.Encoder.Put(ctx, opts.Store, base, f, storage.PutOptions{
 		IfNotExists: true,
-		Metadata:    map[string]string{repo.MetaSHA256: sum, repo.MetaSize: strconv.FormatInt(fi.Size(), 10)},
+		Metadata:    map[string]string{repo.MetaDigest: sum, repo.MetaSize: strconv.FormatInt(fi.Size(), 10)},
 	})
 	if errors.Is(err, storage.ErrExists) {
-		return p.compareAfterRace(ctx, base, name, sum, fi.Size())
+		return p.compareAfterRace(ctx, base, name, f, sum, fi.Size())
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	if w.SHA256 != sum || w.RawSize != fi.Size() {
+	if w.Digest != sum || w.RawSize != fi.Size() {
 		// The file changed while we read it: never leave an object whose
 		// recorded checksum does not match its content.
 		_ = opts.Store.Delete(ctx, w.Key)
 		return Result{}, fmt.Errorf("wal-push %s: the file changed while it was being archived; PostgreSQL will retry", name)
 	}
-	return Result{Name: name, Key: w.Key, RawSize: w.RawSize, StoredSize: w.StoredSize, SHA256: sum}, nil
+	return Result{Name: name, Key: w.Key, RawSize: w.RawSize, StoredSize: w.StoredSize, Digest: sum}, nil
 }
 
 // compareAfterRace handles a create-only write that found an object
 // stored since we looked.
-func (p *pusher) compareAfterRace(ctx context.Context, base, name, sum string, size int64) (Result, error) {
+func (p *pusher) compareAfterRace(ctx context.Context, base, name string, f *os.File, sum string, size int64) (Result, error) {
 	info, err := repo.FindObject(ctx, p.opts.Store, base, p.opts.Encoder.Suffix())
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	return compareStored(info, name, sum, size, 0)
+	return compareStored(info, name, f, sum, size, 0)
 }
 
 // unchanged checks that the file still has the size and modification
@@ -314,28 +307,42 @@ func unchanged(f *os.File, before os.FileInfo, raw int64) error {
 	return nil
 }
 
-// compareStored compares a stored object with the file's checksum: equal
-// is success (AlreadyStored), different is ErrConflict.
-func compareStored(info storage.ObjectInfo, name, sum string, size int64, sysid uint64) (Result, error) {
-	stored := info.Metadata[repo.MetaSHA256]
-	if stored == "" {
+// compareStored compares a stored object with the file f: equal digests
+// are success (AlreadyStored), different ones ErrConflict. sum is the
+// file's digest when known; when it is of another algorithm than the
+// stored object's (an object of an older walrus records SHA-256), the file
+// is read again with that algorithm.
+func compareStored(info storage.ObjectInfo, name string, f *os.File, sum string, size int64, sysid uint64) (Result, error) {
+	stored, ok := repo.ObjectDigest(info.Metadata)
+	if !ok {
 		return Result{}, fmt.Errorf("wal-push %s: %w: %s has no recorded checksum; inspect it and remove it by hand if it is wrong", name, ErrConflict, info.Key)
 	}
-	if stored != sum {
-		return Result{}, fmt.Errorf("wal-push %s: %w (%s, sha256 %.12s, this file %.12s); the stored object was left untouched: check that only one cluster archives into this repository", name, ErrConflict, info.Key, stored, sum)
+	salg, _, _ := repo.ParseDigest(stored)
+	if alg, _, err := repo.ParseDigest(sum); err != nil || alg != salg {
+		if sum, err = digestFile(f, stored); err != nil {
+			return Result{}, fmt.Errorf("wal-push %s: read: %w", name, err)
+		}
 	}
-	return Result{Name: name, Key: info.Key, AlreadyStored: true, RawSize: size, StoredSize: info.Size, SHA256: sum, SystemIdentifier: sysid}, nil
+	if !repo.SameDigest(stored, sum) {
+		return Result{}, fmt.Errorf("wal-push %s: %w (%s, %.22s, this file %.22s); the stored object was left untouched: check that only one cluster archives into this repository", name, ErrConflict, info.Key, stored, sum)
+	}
+	return Result{Name: name, Key: info.Key, AlreadyStored: true, RawSize: size, StoredSize: info.Size, Digest: sum, SystemIdentifier: sysid}, nil
 }
 
-func checksum(f *os.File) (string, error) {
+// digestFile returns the digest of f's content from its start, with the
+// algorithm of the digest like ("": the algorithm of new objects).
+func digestFile(f *os.File, like string) (string, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	if like == "" {
+		d := repo.NewDigester()
+		if _, err := io.Copy(d, f); err != nil {
+			return "", err
+		}
+		return d.Digest(), nil
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return repo.DigestLike(f, like)
 }
 
 // systemIdentifier reads the cluster's system identifier: from the
