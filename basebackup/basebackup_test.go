@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/walrusdb/walrus/catalog"
 	"github.com/walrusdb/walrus/config"
 	"github.com/walrusdb/walrus/repo"
@@ -419,7 +421,7 @@ func TestVanishedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := newMem()
-	up := &uploader{st: st, enc: testEncoder(t), backup: "b", partSize: 1 << 20, prog: newProgress(nil, "test")}
+	up := &uploader{st: st, enc: testEncoder(t), backup: "b", partSize: 1 << 20, prog: progress.New(nil, "test", "files")}
 	stored, err := up.upload(context.Background(), walked.entries, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -455,7 +457,7 @@ func TestUploadFailure(t *testing.T) {
 	s := newSynthetic(t)
 	st := newMem()
 	fs := &failingStore{Store: st, fail: "part_00003"}
-	up := &uploader{st: fs, enc: testEncoder(t), backup: "b", partSize: 1 << 20, prog: newProgress(nil, "test")}
+	up := &uploader{st: fs, enc: testEncoder(t), backup: "b", partSize: 1 << 20, prog: progress.New(nil, "test", "files")}
 	_, err := copyDataDir(context.Background(), up, s.pgdata, 1)
 	if err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("err = %v, want the injected failure", err)
@@ -656,7 +658,7 @@ func TestShrinkingFile(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newMem()
-	up := &uploader{st: st, enc: testEncoder(t), backup: "b", partSize: 1 << 30, prog: newProgress(nil, "test")}
+	up := &uploader{st: st, enc: testEncoder(t), backup: "b", partSize: 1 << 30, prog: progress.New(nil, "test", "files")}
 	p := up.startPart(ctx)
 	buf := make([]byte, 4096) // smaller than the file: several reads
 	f, err := up.writeEntry(ctx, p, "base/1/16384", "", strings.NewReader(strings.Repeat("p", 10000)), 3*8192, 0o600, time.Now(), buf, nil)
@@ -684,7 +686,7 @@ func TestShrinkingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &restorer{pl: pl, m: m, links: chain.links, chain: chain, st: st, dec: &repo.Decoder{}, prog: newProgress(nil, "test"), held: map[string][]byte{}}
+	w := &restorer{pl: pl, m: m, links: chain.links, chain: chain, st: st, dec: &repo.Decoder{}, prog: progress.New(nil, "test", "files"), held: map[string][]byte{}}
 	if err := w.restorePart(ctx, 0, up.parts[0]); err != nil {
 		t.Fatal(err)
 	}

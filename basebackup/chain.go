@@ -209,7 +209,7 @@ func (w *restorer) applyChained(ctx context.Context, li int, fr *fileRestore, e 
 			return fmt.Errorf("restore %s: %w", f.Path, err)
 		}
 		w.written(p)
-		w.prog.addFile()
+		w.prog.AddUnits(1)
 		return nil
 	})
 	return nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/walrusdb/walrus/catalog"
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/storage"
@@ -140,7 +142,7 @@ func pushBackup(t *testing.T, st storage.Store, d *relDir, name string, base *ca
 	if base != nil {
 		rs.delta = &deltaBase{m: base}
 	}
-	up := &uploader{st: st, enc: testEncoder(t), backup: name, partSize: 64 << 10, prog: newProgress(nil, "test"), read: rs}
+	up := &uploader{st: st, enc: testEncoder(t), backup: name, partSize: 64 << 10, prog: progress.New(nil, "test", "files"), read: rs}
 	cp, err := copyDataDir(ctx, up, d.pgdata, 3)
 	if err != nil {
 		return nil, up, err

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walrusdb/walrus/catalog"
@@ -132,9 +134,9 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 			err = fmt.Errorf("backup-fetch %s: restore failed: %s is incomplete (it will not start); remove it and retry: %w", m.Name, where, err)
 		}
 	}()
-	prog := newProgress(opts.Progress, "restore "+m.Name)
-	prog.setTotals(m.DataSize, int64(countFiles(m.Files)))
-	stopProgress := prog.run(ctx)
+	prog := progress.New(opts.Progress, "restore "+m.Name, "files")
+	prog.SetTotals(m.DataSize, int64(countFiles(m.Files)))
+	stopProgress := prog.Run(ctx)
 	defer stopProgress()
 	if err := pl.makeTree(); err != nil {
 		return FetchResult{}, err
@@ -163,7 +165,7 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 		}
 	}
 	stopProgress()
-	return FetchResult{Name: m.Name, Dest: pl.dest, Tablespaces: pl.spcTarget, Files: int(prog.files.Load()), Bytes: prog.bytes.Load(), Duration: time.Since(began)}, nil
+	return FetchResult{Name: m.Name, Dest: pl.dest, Tablespaces: pl.spcTarget, Files: int(prog.Units()), Bytes: prog.Bytes(), Duration: time.Since(began)}, nil
 }
 
 // checkParts makes sure every part the manifest lists is stored, with the
@@ -526,7 +528,7 @@ type restorer struct {
 	chain *chainPlan
 	st    storage.Store
 	dec   *repo.Decoder
-	prog  *progress
+	prog  *progress.Line
 
 	mu     sync.Mutex
 	held   map[string][]byte // files written last, by path
@@ -623,8 +625,8 @@ func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.
 		w.mu.Lock()
 		w.held[f.Path] = b
 		w.mu.Unlock()
-		w.prog.addBytes(int64(len(b)))
-		w.prog.addFile()
+		w.prog.AddBytes(int64(len(b)))
+		w.prog.AddUnits(1)
 		return nil
 	}
 	p, err := w.pl.target(f.Path)
@@ -679,7 +681,7 @@ func (w *restorer) writeFile(ctx context.Context, part catalog.Part, f *catalog.
 			return fmt.Errorf("restore %s: %w", f.Path, err)
 		}
 		w.written(p)
-		w.prog.addFile()
+		w.prog.AddUnits(1)
 		return nil
 	})
 	return nil
@@ -706,7 +708,7 @@ func (w *restorer) copyBehind(ctx context.Context, wb *writeBehind, file *wbFile
 			crc.Write(buf[:k])
 			wb.write(file, n, buf[:k])
 			n += int64(k)
-			w.prog.addBytes(int64(k))
+			w.prog.AddBytes(int64(k))
 		} else {
 			wb.pool <- buf
 		}

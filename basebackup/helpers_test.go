@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/walrusdb/walrus/catalog"
 	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/pg"
@@ -154,7 +156,7 @@ func testEncoder(t *testing.T) *repo.Encoder {
 func pushSynthetic(t *testing.T, st storage.Store, s *synthetic, name string, partSize int64) *catalog.Manifest {
 	t.Helper()
 	ctx := context.Background()
-	up := &uploader{st: st, enc: testEncoder(t), backup: name, partSize: partSize, prog: newProgress(nil, "test")}
+	up := &uploader{st: st, enc: testEncoder(t), backup: name, partSize: partSize, prog: progress.New(nil, "test", "files")}
 	cp, err := copyDataDir(ctx, up, s.pgdata, 3)
 	if err != nil {
 		t.Fatalf("copy data directory: %v", err)

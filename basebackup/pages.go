@@ -258,7 +258,7 @@ func (t *trackedFile) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n, err := t.f.ReadAt(p, off)
 	if t.count && n > 0 {
-		t.u.prog.addBytes(int64(n))
+		t.u.prog.AddBytes(int64(n))
 	}
 	t.lsn.observeAll(p[:n], off)
 	if t.cache != nil && t.fill {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walrusdb/walrus/catalog"
@@ -220,7 +222,7 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 		infof("backup-push %s: a full backup: %s", name, choice.reason)
 	}
 
-	prog := newProgress(opts.Progress, "backup "+name)
+	prog := progress.New(opts.Progress, "backup "+name, "files")
 	// A backup has few parts in flight, often fewer than the cores (a
 	// relation segment of 1 GiB is one tar entry, so one part): each part
 	// compresses several blocks at once. Same format, same object names.
@@ -244,7 +246,7 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 			err = fmt.Errorf("%w (the parts already stored under %s could not be removed: %v; they are invisible without a manifest)", err, repo.PartsPrefix(name), derr)
 		}
 	}()
-	stopProgress := prog.run(ctx)
+	stopProgress := prog.Run(ctx)
 	defer stopProgress()
 
 	cp, err := copyDataDir(ctx, up, pgdata, concurrency)
@@ -262,7 +264,7 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 		pageWarnings = up.found.checksumWarnings()
 	}
 
-	prog.setPhase("pg_backup_stop")
+	prog.SetPhase("pg_backup_stop")
 	logf("backup-push %s: pg_backup_stop", name)
 	// wait_for_archive => false: PostgreSQL's own wait has no bound and
 	// hangs forever when archive_command fails. pg_backup_stop still
@@ -273,12 +275,12 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
 	}
 	finishWAL := pg.SegmentName(tli, pg.SegmentForLSN(max(stop.LSN, startLSN+1)-1, segSize), segSize)
-	prog.setPhase("checking the WAL in the repository")
-	prog.setPhase("waiting for the WAL in the repository")
+	prog.SetPhase("checking the WAL in the repository")
+	prog.SetPhase("waiting for the WAL in the repository")
 	if err := waitForWAL(ctx, opts.Store, opts.Encoder.Suffix(), tli, startLSN, stop.LSN, segSize, walTimeout); err != nil {
 		return Result{}, fmt.Errorf("backup-push %s: %w%s", name, err, pg.ArchiverFailure(ctx, conn))
 	}
-	prog.setPhase("")
+	prog.SetPhase("")
 	pageWarnings = append(pageWarnings, up.found.pastWarnings(stop.LSN)...)
 
 	m := cp.manifest(name, up.parts, spcNames)
@@ -348,7 +350,7 @@ func copyDataDir(ctx context.Context, up *uploader, pgdata string, concurrency i
 	if err != nil {
 		return nil, err
 	}
-	up.prog.setTotals(walked.bytes, walked.files)
+	up.prog.SetTotals(walked.bytes, walked.files)
 	c := &copied{walked: walked}
 	c.jobs = slices.DeleteFunc(slices.Clone(walked.entries), func(e entry) bool { return e.rel == controlFilePath })
 	if c.stored, err = up.upload(ctx, c.jobs, concurrency); err != nil {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walrusdb/walrus/catalog"
@@ -49,7 +51,7 @@ type uploader struct {
 	backup   string
 	partSize int64
 	limiter  *rateLimiter
-	prog     *progress
+	prog     *progress.Line
 	read     readSettings
 	seq      atomic.Int64
 	found    findings
@@ -295,7 +297,7 @@ func (u *uploader) addRelation(ctx context.Context, part func() *partWriter, e e
 	}
 	if len(sel.Blocks) == 0 && size == base.Size {
 		u.found.add(e.rel, sel.ChecksumFailures, lsn, u.read.startLSN)
-		u.prog.addFile()
+		u.prog.AddUnits(1)
 		return &catalog.File{
 			Path:   e.rel,
 			Kind:   catalog.FileUnchanged,
@@ -331,7 +333,7 @@ func (u *uploader) addRelation(ctx context.Context, part func() *partWriter, e e
 		return nil, fmt.Errorf("write part %s: increment of %s is %d bytes, %d announced", p.name, e.rel, n, incSize)
 	}
 	u.found.add(e.rel, sel.ChecksumFailures, lsn, u.read.startLSN)
-	u.prog.addFile()
+	u.prog.AddUnits(1)
 	return &catalog.File{
 		Path:       e.rel,
 		Kind:       catalog.FileIncrement,
@@ -395,7 +397,7 @@ func (u *uploader) writeEntry(ctx context.Context, p *partWriter, rel, link stri
 			}
 			crc.Write(buf[:k])
 			n += int64(k)
-			u.prog.addBytes(int64(k))
+			u.prog.AddBytes(int64(k))
 		}
 		if errors.Is(rerr, io.EOF) {
 			break // it shrank while we read it
@@ -414,7 +416,7 @@ func (u *uploader) writeEntry(ctx context.Context, p *partWriter, rel, link stri
 			pad -= int64(k)
 		}
 	}
-	u.prog.addFile()
+	u.prog.AddUnits(1)
 	return &catalog.File{
 		Path:   rel,
 		Kind:   catalog.FileWhole,

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/walrusdb/walrus/internal/progress"
 )
 
 // A restore streams each part on one goroutine: download, decrypt,
@@ -225,7 +227,7 @@ type wbWriterAt struct {
 	ctx  context.Context
 	w    *writeBehind
 	f    *wbFile
-	prog *progress
+	prog *progress.Line
 	buf  []byte // the buffer being filled, or nil
 	off  int64  // where buf goes
 }
@@ -248,7 +250,7 @@ func (a *wbWriterAt) WriteAt(p []byte, off int64) (int, error) {
 		a.buf, a.off = b[:0], off
 	}
 	a.buf = append(a.buf, p...)
-	a.prog.addBytes(int64(len(p)))
+	a.prog.AddBytes(int64(len(p)))
 	return len(p), nil
 }
 

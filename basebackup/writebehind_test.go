@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/walrusdb/walrus/internal/progress"
 )
 
 // Pages written out of order and in runs through a wbWriterAt land where
@@ -27,7 +29,7 @@ func TestWriteBehindPages(t *testing.T) {
 	wb := newWriteBehind()
 	file := newWBFile(out, true)
 	t.Logf("direct I/O: %v", file.direct)
-	dst := &wbWriterAt{ctx: context.Background(), w: wb, f: file, prog: newProgress(nil, "")}
+	dst := &wbWriterAt{ctx: context.Background(), w: wb, f: file, prog: progress.New(nil, "", "files")}
 	for _, b := range order {
 		if _, err := dst.WriteAt(page(b), int64(b)*bs); err != nil {
 			t.Fatal(err)

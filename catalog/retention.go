@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
 	"github.com/walrusdb/walrus/storage"
@@ -756,9 +758,9 @@ func (p *DeletionPlan) Execute(ctx context.Context, st storage.Store, opts Execu
 	if now.IsZero() {
 		now = time.Now()
 	}
-	prog := newProgressLine(opts.Progress, "delete")
-	prog.total, prog.objects = p.Bytes, int64(p.totalKeys)
-	stop := prog.run(ctx)
+	prog := progress.New(opts.Progress, "delete", "objects")
+	prog.SetTotals(p.Bytes, int64(p.totalKeys))
+	stop := prog.Run(ctx)
 	defer stop()
 	sizes := p.sizes
 	del := func(keys []string) error {
@@ -769,9 +771,9 @@ func (p *DeletionPlan) Execute(ctx context.Context, st storage.Store, opts Execu
 			for _, k := range chunk {
 				res.Objects++
 				res.Bytes += sizes[k]
-				prog.add(sizes[k])
+				prog.AddBytes(sizes[k])
 			}
-			prog.addObjects(len(chunk))
+			prog.AddUnits(int64(len(chunk)))
 		}
 		return nil
 	}

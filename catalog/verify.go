@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
+
+	"github.com/walrusdb/walrus/internal/progress"
 
 	"golang.org/x/sync/errgroup"
 
@@ -558,18 +558,18 @@ func verifyWAL(ctx context.Context, st storage.Store, dec *repo.Decoder, targets
 
 // verifyParts reads every part of every link, concurrency at a time.
 func verifyParts(ctx context.Context, opts VerifyOptions, checks []*linkCheck) error {
-	prog := newProgressLine(opts.Progress, "verify")
+	prog := progress.New(opts.Progress, "verify", "objects")
 	for _, c := range checks {
 		for _, f := range c.m.Files {
 			switch f.Kind {
 			case FileWhole:
-				prog.total += f.Size
+				prog.AddTotalBytes(f.Size)
 			case FileIncrement:
-				prog.total += f.StoredSize
+				prog.AddTotalBytes(f.StoredSize)
 			}
 		}
 	}
-	stop := prog.run(ctx)
+	stop := prog.Run(ctx)
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, cmpOr(opts.Concurrency, DefaultVerifyConcurrency)))
@@ -598,7 +598,7 @@ func cmpOr(v, def int) int {
 }
 
 // verifyPart checks one part; what is wrong is recorded as problems.
-func (c *linkCheck) verifyPart(ctx context.Context, st storage.Store, dec *repo.Decoder, p Part, entries map[string]*File, prog *progressLine) {
+func (c *linkCheck) verifyPart(ctx context.Context, st storage.Store, dec *repo.Decoder, p Part, entries map[string]*File, prog *progress.Line) {
 	info, err := st.Stat(ctx, p.Key)
 	switch {
 	case ctx.Err() != nil:
@@ -637,7 +637,7 @@ func (c *linkCheck) entryProblem(p Part, e *File, block *uint32, format string, 
 // checkEntry checks one tar entry's content against its manifest entry.
 // Content that does not match is recorded as a problem; only a failure of
 // the stream itself (which ends the part) is returned.
-func (c *linkCheck) checkEntry(p Part, e *File, r io.Reader, buf []byte, prog *progressLine) error {
+func (c *linkCheck) checkEntry(p Part, e *File, r io.Reader, buf []byte, prog *progress.Line) error {
 	crc := crc32.New(castagnoli)
 	if e.Kind == FileWhole {
 		var body []byte
@@ -647,7 +647,7 @@ func (c *linkCheck) checkEntry(p Part, e *File, r io.Reader, buf []byte, prog *p
 			w = io.MultiWriter(crc, &sliceWriter{&body})
 		}
 		n, err := io.CopyBuffer(w, io.LimitReader(r, e.Size), buf)
-		prog.add(n)
+		prog.AddBytes(n)
 		c.addBytes(n)
 		if err != nil {
 			return fmt.Errorf("read part %s: %s: %w", p.Name, e.Path, err)
@@ -674,7 +674,7 @@ func (c *linkCheck) checkEntry(p Part, e *File, r io.Reader, buf []byte, prog *p
 	// An increment: parse it as a restore would, page by page.
 	cr := &countingReader{r: io.TeeReader(io.LimitReader(r, e.StoredSize), crc)}
 	defer func() {
-		prog.add(cr.n)
+		prog.AddBytes(cr.n)
 		c.addBytes(cr.n)
 	}()
 	name := e.Path + " in backup " + c.m.Name
@@ -746,94 +746,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// progressInterval is how often a progress line is redrawn.
-const progressInterval = time.Second
-
-// progressLine counts bytes and objects and, when w is not nil, redraws
-// one status line on w every progressInterval. Counting is safe from any
-// goroutine.
-type progressLine struct {
-	w       io.Writer
-	verb    string
-	total   int64 // bytes that make 100%; 0: unknown
-	objects int64 // objects that make 100%; 0: not shown
-	done    atomic.Int64
-	count   atomic.Int64
-	start   time.Time
-
-	stopped chan struct{}
-	wg      sync.WaitGroup
-}
-
-func newProgressLine(w io.Writer, verb string) *progressLine {
-	return &progressLine{w: w, verb: verb, start: time.Now()}
-}
-
-func (p *progressLine) add(n int64)      { p.done.Add(n) }
-func (p *progressLine) addObjects(n int) { p.count.Add(int64(n)) }
-
-// run starts redrawing; the function it returns stops, draws the last
-// line and returns once the redrawing goroutine has ended. It may be
-// called more than once.
-func (p *progressLine) run(ctx context.Context) func() {
-	if p.w == nil {
-		return func() {}
-	}
-	p.stopped = make(chan struct{})
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(progressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				p.draw()
-			case <-ctx.Done():
-				return
-			case <-p.stopped:
-				return
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(p.stopped)
-			p.wg.Wait()
-			p.draw()
-			fmt.Fprintln(p.w)
-		})
-	}
-}
-
-func (p *progressLine) draw() {
-	done := p.done.Load()
-	line := p.verb + ": " + HumanBytes(done)
-	if p.total > 0 {
-		line += fmt.Sprintf(" of %s (%d%%)", HumanBytes(p.total), min(100, done*100/p.total))
-	}
-	if p.objects > 0 {
-		line += fmt.Sprintf(", %d/%d objects", p.count.Load(), p.objects)
-	}
-	rate := float64(done) / max(time.Since(p.start).Seconds(), 0.001)
-	line += fmt.Sprintf(", %s/s", HumanBytes(int64(rate)))
-	// \r and clear to the end of the line: one status line, redrawn.
-	fmt.Fprintf(p.w, "\r%s\x1b[K", line)
-}
-
-// HumanBytes formats n bytes with a binary unit, e.g. "1.5 GiB".
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/wal-g/tracelog"
@@ -212,7 +214,7 @@ func runBackupFetch(cmd *cobra.Command, g *globals, o backupFetchOptions, dest, 
 			Action:         o.targetAction,
 		},
 	}
-	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) {
+	if f, ok := g.stderr.(*os.File); ok && progress.IsTerminal(f) {
 		opts.Progress = f
 	}
 	res, err := basebackup.Fetch(ctx, opts)

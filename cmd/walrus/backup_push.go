@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/wal-g/tracelog"
 
 	"github.com/walrusdb/walrus/basebackup"
-	"github.com/walrusdb/walrus/catalog"
 )
 
 type backupPushOptions struct {
@@ -105,7 +106,7 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 		Logf:                 tracelog.DebugLogger.Printf,
 		Infof:                tracelog.InfoLogger.Printf,
 	}
-	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) {
+	if f, ok := g.stderr.(*os.File); ok && progress.IsTerminal(f) {
 		opts.Progress = f
 	}
 	res, err := basebackup.Push(ctx, opts)
@@ -126,4 +127,4 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 }
 
 // sizeString formats a byte count for people.
-func sizeString(n int64) string { return catalog.HumanBytes(n) }
+func sizeString(n int64) string { return progress.HumanBytes(n) }

@@ -7,10 +7,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/walrusdb/walrus/basebackup"
 	"github.com/walrusdb/walrus/catalog"
 )
 
@@ -80,7 +81,7 @@ func runBackupVerify(cmd *cobra.Command, g *globals, o backupVerifyOptions, name
 	}
 	defer r.Close()
 	opts := catalog.VerifyOptions{Store: r.Store, Decoder: r.Decoder, Concurrency: cfg.DownloadConcurrency}
-	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) && !o.json {
+	if f, ok := g.stderr.(*os.File); ok && progress.IsTerminal(f) && !o.json {
 		opts.Progress = f
 	}
 	rep, err := catalog.VerifyBackups(ctx, opts, names)

@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/progress"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/wal-g/tracelog"
 
-	"github.com/walrusdb/walrus/basebackup"
 	"github.com/walrusdb/walrus/catalog"
 	"github.com/walrusdb/walrus/restorepoint"
 )
@@ -169,7 +170,7 @@ func runDelete(cmd *cobra.Command, g *globals, o deleteOptions, args []string) e
 		return nil
 	}
 	opts := catalog.ExecuteOptions{}
-	if f, ok := g.stderr.(*os.File); ok && basebackup.IsTerminal(f) {
+	if f, ok := g.stderr.(*os.File); ok && progress.IsTerminal(f) {
 		opts.Progress = f
 	}
 	res, err := plan.Execute(ctx, r.Store, opts)
