@@ -407,7 +407,7 @@ func (o RunOptions) logf(format string, args ...any) {
 // holds it), reads which segment wal-fetch restored last, and downloads
 // the Count segments after it, following the newest timeline whose
 // history contains that segment. Each download is written under a
-// temporary name, verified against the SHA-256 recorded with the object,
+// temporary name, verified against the digest recorded with the object,
 // fsynced, and only then renamed to NAME.DIGEST. Published files outside
 // the window and leftover temporary files are deleted, so the directory
 // never holds more than Count published files and Concurrency downloads

@@ -38,7 +38,7 @@ type ArchiveResult struct {
 // name order. For each of those it records a marker in
 // pg_wal/archive_status/.walrus, so that when PostgreSQL asks for that
 // segment the call only confirms it (the file is the one pushed: same
-// identity, else same SHA-256; the repository holds the recorded object
+// identity, else same digest; the repository holds the recorded object
 // with the recorded checksum and sizes: one Stat) instead of uploading it
 // again. A marker that does not confirm is discarded and the file is
 // pushed normally: a deleted or different object is never taken for a

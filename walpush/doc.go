@@ -3,10 +3,11 @@
 // One push: check the repository's identity (walrus.json: same cluster,
 // same encryption setting, once per process), look for an object already
 // stored under the file's name (any codec; if there is one, compare the
-// file's SHA-256 with the one recorded), else read the file once,
-// checksumming the plaintext (SHA-256) while compressing and encrypting it
+// file's digest with the one recorded: XXH64, or SHA-256 for objects of
+// older walrus versions, see repo/digest.go), else read the file once,
+// digesting the plaintext (XXH64) while compressing and encrypting it
 // into a memory buffer, store the buffer with Store.Put (create-only, the
-// checksum as metadata, a body the retry layer can resend whole), and
+// digest as metadata, a body the retry layer can resend whole), and
 // confirm the stored size. Files above 32 MiB, or when the process's
 // buffer budget (two 16 MiB segments) is taken, are checksummed first and
 // then streamed, and refused if the file changed in between.
@@ -21,15 +22,15 @@
 //     NAME.done after a successful archive_command.
 //   - marker: pg_wal/archive_status/.walrus/NAME.SYSID, a small JSON
 //     record of a segment pushed ahead: exact name, system identifier,
-//     repository, encryption setting, object key, plaintext SHA-256 and
+//     repository, encryption setting, object key, plaintext digest and
 //     size, stored size.
 //   - file identity: device, inode, size, modification and change time
 //     of a file. Every write changes the change time, which userspace
 //     cannot set back, so an equal identity means unchanged content.
 //   - confirm: when PostgreSQL asks for a marked segment, check that the
 //     file is the one pushed (its identity equals the marker's, else its
-//     SHA-256 equals the marker's), Stat the object and compare its
-//     recorded SHA-256 and sizes with the marker. Only then does the call
+//     digest equals the marker's), Stat the object and compare its
+//     recorded digest and sizes with the marker. Only then does the call
 //     succeed without uploading; otherwise the marker is dropped and the
 //     file is pushed normally (so an object deleted from the repository is
 //     uploaded again).

@@ -74,10 +74,10 @@ func (m *markers) path(name string, sysid uint64) string {
 // confirmMarker looks for a marker of name and, if there is one, confirms
 // it: the marker was written for this cluster, repository, encryption
 // setting and content, and the repository holds an object under the
-// recorded key whose recorded plaintext SHA-256, plaintext size and stored
+// recorded key whose recorded plaintext digest, plaintext size and stored
 // size match. The content check is the file's identity (device, inode,
 // size, modification and change times, see fileIDOf) when it equals the
-// one recorded, else the file's SHA-256, which is then returned as sum. ok
+// one recorded, else the file's digest, which is then returned as sum. ok
 // is true only when everything matches. The marker is removed either way:
 // it is used once.
 func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sysid uint64, f *os.File, size int64, id *fileID) (res Result, ok bool, sum string) {
