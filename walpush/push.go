@@ -8,13 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
 
-	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
 	"github.com/walrusdb/walrus/storage"
@@ -86,16 +84,6 @@ type pusher struct {
 }
 
 func newPusher(opts Options) *pusher {
-	if opts.Encoder != nil {
-		// Each segment compresses its blocks on every core: a batch of
-		// ready segments that does not divide evenly among the cores still
-		// keeps them all busy, and a lone segment is pushed sooner. The
-		// format is the codec's own; memory grows by a block or two per
-		// stream.
-		enc := *opts.Encoder
-		enc.Codec = compress.WithConcurrency(enc.Codec, runtime.GOMAXPROCS(0))
-		opts.Encoder = &enc
-	}
 	return &pusher{opts: opts, verified: map[uint64]bool{}, budget: semaphore.NewWeighted(bufferBudget), bufs: make(chan *bytes.Buffer, 2)}
 }
 
