@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -68,9 +67,7 @@ func runBackupList(cmd *cobra.Command, g *globals, o backupListOptions) error {
 		return err
 	}
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return writeJSON(g.stdout, struct {
 			Backups []catalog.Backup `json:"backups"`
 		}{append([]catalog.Backup{}, bs...)})
 	}

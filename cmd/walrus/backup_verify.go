@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -89,9 +88,7 @@ func runBackupVerify(cmd *cobra.Command, g *globals, o backupVerifyOptions, name
 		return fmt.Errorf("backup-verify: %w", err)
 	}
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(g.stdout, rep); err != nil {
 			return err
 		}
 	} else {

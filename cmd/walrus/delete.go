@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -150,9 +149,7 @@ func runDelete(cmd *cobra.Command, g *globals, o deleteOptions, args []string) e
 		return fmt.Errorf("delete %s: %w", rule, err)
 	}
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
+		if err := writeJSON(g.stdout, struct {
 			*catalog.DeletionPlan
 			Confirmed bool `json:"confirmed"`
 		}{plan, o.confirm}); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -114,9 +113,7 @@ backup that finished before it).`,
 				out = append(out, j)
 			}
 			if o.json {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"restore_points": out})
+				return writeJSON(g.stdout, map[string]any{"restore_points": out})
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tLSN\tTIMELINE\tTIME\tRESTORES FROM")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -68,9 +67,7 @@ func runWALVerify(cmd *cobra.Command, g *globals, o walVerifyOptions) error {
 		return fmt.Errorf("wal-verify %s: %w", r.Description, err)
 	}
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(g.stdout, rep); err != nil {
 			return err
 		}
 	} else {
