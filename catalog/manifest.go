@@ -365,8 +365,11 @@ func (m *Manifest) Validate() error {
 		if p.RawSize < 0 || p.StoredSize < 0 {
 			return bad("part %s has bad sizes", p.Name)
 		}
-		if m.FormatVersion == 1 && !sha256Pattern.MatchString(p.SHA256) || m.FormatVersion > 1 && (!sha256Pattern.MatchString(p.StoredSHA256) || p.SHA256 != "") {
-			return bad("part %s has a missing or malformed checksum (format %d records %s)", p.Name, m.FormatVersion, map[bool]string{true: "sha256", false: "stored_sha256"}[m.FormatVersion == 1])
+		switch {
+		case m.FormatVersion == 1 && !sha256Pattern.MatchString(p.SHA256):
+			return bad("part %s has a missing or malformed sha256 (format 1 records the SHA-256 of the plaintext)", p.Name)
+		case m.FormatVersion > 1 && (!sha256Pattern.MatchString(p.StoredSHA256) || p.SHA256 != ""):
+			return bad("part %s has a missing or malformed stored_sha256 (format %d records the SHA-256 of the stored object, and no sha256)", p.Name, m.FormatVersion)
 		}
 		parts[p.Name] = true
 		room[p.Name] = p.RawSize

@@ -41,8 +41,8 @@ const (
 	DigestSHA256 = "sha256"
 )
 
-// NewDigester returns a hash of the algorithm new plaintext digests use.
-// FormatDigest turns its sum into a digest.
+// NewDigester returns a Digester of the algorithm new plaintext digests
+// use (XXH64).
 func NewDigester() Digester { return Digester{alg: DigestXXH64, h: xxhash.New()} }
 
 // Digester computes a digest: write the data, then call Digest.
@@ -57,8 +57,12 @@ func (d Digester) Write(p []byte) (int, error) { return d.h.Write(p) }
 // Digest returns the digest of what was written.
 func (d Digester) Digest() string { return d.alg + "-" + hex.EncodeToString(d.h.Sum(nil)) }
 
-// DigesterLike returns a Digester of the algorithm of the digest want.
+// DigesterLike returns a Digester of the algorithm of the digest want, or
+// NewDigester's when want is "".
 func DigesterLike(want string) (Digester, error) {
+	if want == "" {
+		return NewDigester(), nil
+	}
 	alg, _, err := ParseDigest(want)
 	if err != nil {
 		return Digester{}, err
@@ -120,8 +124,9 @@ func ObjectDigest(md map[string]string) (digest string, ok bool) {
 	return "", false
 }
 
-// DigestLike computes the digest of r with the algorithm of like, so that
-// a local file can be compared with an object whatever digest it records.
+// DigestLike computes the digest of r with the algorithm of like ("": the
+// algorithm of new objects), so that a local file can be compared with an
+// object whatever digest it records.
 func DigestLike(r io.Reader, like string) (string, error) {
 	d, err := DigesterLike(like)
 	if err != nil {

@@ -128,13 +128,15 @@ func within(path, dir string) bool {
 
 // published parses the name of a published prefetched segment,
 // NAME.DIGEST (the plaintext digest recorded with the object it came
-// from, e.g. xxh64-0123456789abcdef).
+// from, e.g. xxh64-0123456789abcdef; files published by walrus before
+// digests carry a bare hex SHA-256, which is recognised too, so that they
+// are served or cleaned up rather than left behind).
 func published(fileName string) (seg, sum string, ok bool) {
 	seg, sum, ok = strings.Cut(fileName, ".")
 	if !ok || len(seg) != 24 {
 		return "", "", false
 	}
-	if _, _, err := repo.ParseDigest(sum); err != nil || !strings.Contains(sum, "-") {
+	if _, _, err := repo.ParseDigest(sum); err != nil {
 		return "", "", false
 	}
 	if wf, err := pg.ParseWALFileName(seg, pg.MinWALSegSize); err != nil || wf.Kind != pg.SegmentFile {
@@ -635,7 +637,8 @@ func (o RunOptions) readHistory(ctx context.Context, tli pg.TimelineID) (pg.Hist
 		return pg.History{}, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(repo.VerifyingReader(io.LimitReader(rc, 1<<20), info.Key, historyDigest(info.Metadata), -1))
+	want, _ := repo.ObjectDigest(info.Metadata) // a malformed one is refused when read
+	b, err := io.ReadAll(repo.VerifyingReader(io.LimitReader(rc, 1<<20), info.Key, want, -1))
 	if err != nil {
 		return pg.History{}, fmt.Errorf("read %s: %w", info.Key, err)
 	}
@@ -667,11 +670,4 @@ func TimelineFor(h pg.History, cur pg.TimelineID, segNo, segSize uint64) pg.Time
 	}
 	consider(h.TLI, begin)
 	return out
-}
-
-// historyDigest is the digest a history file is checked against: the one
-// recorded, a malformed one (refused when read), or none.
-func historyDigest(md map[string]string) string {
-	d, _ := repo.ObjectDigest(md)
-	return d
 }

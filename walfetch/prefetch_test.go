@@ -270,17 +270,19 @@ func TestPrefetchStaleFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "prefetch")
 	os.MkdirAll(dir, 0o700)
 	opts := a.fetchOpts(dir, 2)
-	write := func(name string, age time.Duration) string {
+	// form is how the digest appears in the name: "sha256-" + hex, or
+	// bare hex as walrus published files before digests had a prefix.
+	write := func(name, form string, age time.Duration) string {
 		sum := sha256.Sum256(a.segs[name])
-		p := filepath.Join(dir, name+".sha256-"+hex.EncodeToString(sum[:]))
+		p := filepath.Join(dir, name+"."+form+hex.EncodeToString(sum[:]))
 		os.WriteFile(p, a.segs[name], 0o600)
 		old := time.Now().Add(-age)
 		os.Chtimes(p, old, old)
 		return p
 	}
-	stale := write(seg1(3), StaleAfter+time.Minute)
-	fresh := write(seg1(4), 0)
-	beyond := write(seg1(6), 0)
+	stale := write(seg1(3), "sha256-", StaleAfter+time.Minute)
+	fresh := write(seg1(4), "sha256-", 0)
+	beyond := write(seg1(6), "", 0) // an older walrus's name: cleaned up too
 	os.WriteFile(filepath.Join(dir, downloadPrefix+seg1(5)+"-123"), []byte("partial"), 0o600)
 
 	// wal-fetch of 3 does not use the stale file.

@@ -335,13 +335,6 @@ func digestFile(f *os.File, like string) (string, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	if like == "" {
-		d := repo.NewDigester()
-		if _, err := io.Copy(d, f); err != nil {
-			return "", err
-		}
-		return d.Digest(), nil
-	}
 	return repo.DigestLike(f, like)
 }
 
