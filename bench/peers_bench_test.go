@@ -329,8 +329,9 @@ func (s *tlsServer) pgBackRestRepo(bucket string) []string {
 // walrus (wal-push, pushing ready segments ahead in parallel) and with
 // pgBackRest (archive-push, archive-async: a background process pushes
 // ahead), each into a fresh repository per run, and adds a row per
-// repository to tab. pgBackRest's background process is not a child of
-// the measured one: its CPU is not in the figures.
+// repository to tab; then walrus again with a wal-push-daemon serving the
+// calls (its CPU counts). pgBackRest's background process is not a child
+// of the measured one: its CPU is not in the figures.
 func archiveRows(b *testing.B, runs int, tlsSrv *tlsServer, httpSrv *s3test.Server, tab *table) {
 	n := settingInt("WALRUS_BENCH_SEGMENTS", 100)
 	w := makeWAL(b, n)
@@ -338,27 +339,42 @@ func archiveRows(b *testing.B, runs int, tlsSrv *tlsServer, httpSrv *s3test.Serv
 	if _, err := os.Stat(control); err != nil {
 		b.Fatalf("the WAL source has no pg_control (pgBackRest needs it); run without WALRUS_BENCH_WAL_DIR: %v", err)
 	}
-	type result struct{ walrus, peer usage }
+	type result struct{ walrus, daemon, peer usage }
 	repos := []string{"fs", "s3-tls"}
 	res := map[string]*result{}
 	for _, repo := range repos {
 		r := &result{}
 		res[repo] = r
-		var wu, pu []usage
+		var wu, du, pu []usage
 		for range runs {
 			dir := walCluster(b, w, control)
-			var env []string
-			switch repo {
-			case "fs":
-				env = []string{"WALRUS_REPO=" + filepath.Join(pgtest.SharedDir(b), "repo")}
-			case "s3-tls":
-				env = tlsSrv.walrusEnv(tlsSrv.newBucket(b))
+			newEnv := func() []string { // a fresh repository
+				if repo == "fs" {
+					return []string{"WALRUS_REPO=" + filepath.Join(pgtest.SharedDir(b), "repo")}
+				}
+				return tlsSrv.walrusEnv(tlsSrv.newBucket(b))
 			}
+			env := newEnv()
 			wu = append(wu, archiveLoop(b, dir, w.segs, func(seg string) *exec.Cmd {
 				cmd := exec.Command(testbin.Walrus(b), "wal-push", filepath.Join("pg_wal", seg))
 				cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, env...)
 				return cmd
 			}, tlsSrvCPU(repo, tlsSrv)))
+
+			// The same with a wal-push-daemon serving the calls, as an
+			// operator runs it beside the server; its CPU counts.
+			dir = walCluster(b, w, control)
+			env = newEnv()
+			stop := startPushDaemon(b, dir, env)
+			u := archiveLoop(b, dir, w.segs, func(seg string) *exec.Cmd {
+				cmd := exec.Command(testbin.Walrus(b), "wal-push", filepath.Join("pg_wal", seg))
+				cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, env...)
+				return cmd
+			}, tlsSrvCPU(repo, tlsSrv))
+			cpu, rss := stop()
+			u.cpu += cpu
+			u.rssKiB = max(u.rssKiB, rss)
+			du = append(du, u)
 
 			dir = walCluster(b, w, control)
 			var repoConf []string
@@ -373,7 +389,7 @@ func archiveRows(b *testing.B, runs int, tlsSrv *tlsServer, httpSrv *s3test.Serv
 				return cmd
 			}, tlsSrvCPU(repo, tlsSrv)))
 		}
-		r.walrus, r.peer = medianUsage(wu), medianUsage(pu)
+		r.walrus, r.daemon, r.peer = medianUsage(wu), medianUsage(du), medianUsage(pu)
 	}
 	for _, repo := range repos {
 		r := res[repo]
@@ -381,6 +397,10 @@ func archiveRows(b *testing.B, runs int, tlsSrv *tlsServer, httpSrv *s3test.Serv
 			fmt.Sprintf("%.1f/s", float64(n)/r.walrus.wall.Seconds()), fmt.Sprintf("%.1f/s", float64(n)/r.peer.wall.Seconds()),
 			fmt.Sprintf("%.2f", r.peer.wall.Seconds()/r.walrus.wall.Seconds()),
 			secs(r.walrus.cpu), secs(r.peer.cpu)+" (+async)", fmt.Sprintf("%.0f", r.walrus.rssMiB()), fmt.Sprintf("%.0f", r.peer.rssMiB()), "-", "-")
+		tab.add(fmt.Sprintf("archive %d segments, walrus daemon (segments/s)", n), repo,
+			fmt.Sprintf("%.1f/s", float64(n)/r.daemon.wall.Seconds()), fmt.Sprintf("%.1f/s", float64(n)/r.peer.wall.Seconds()),
+			fmt.Sprintf("%.2f", r.peer.wall.Seconds()/r.daemon.wall.Seconds()),
+			secs(r.daemon.cpu), secs(r.peer.cpu)+" (+async)", fmt.Sprintf("%.0f", r.daemon.rssMiB()), fmt.Sprintf("%.0f", r.peer.rssMiB()), "-", "-")
 	}
 }
 

@@ -223,6 +223,19 @@ func archiveRun(b *testing.B, w walSource, env []string, d string) walRun {
 // cluster; the daemon's CPU and peak RSS count too.
 func daemonArchiveRun(b *testing.B, w walSource, env []string) walRun {
 	d := w.fakeCluster(b)
+	stop := startPushDaemon(b, d, env)
+	r := archiveRun(b, w, env, d)
+	cpu, rss := stop()
+	r.cpu += cpu
+	r.maxRSS = max(r.maxRSS, rss)
+	return r
+}
+
+// startPushDaemon starts a wal-push-daemon for the data directory d with
+// env and waits for its socket. stop ends it, checks that it served
+// wal-push calls, and returns its CPU time and peak RSS (KiB).
+func startPushDaemon(b *testing.B, d string, env []string) (stop func() (cpu time.Duration, rssKiB int64)) {
+	b.Helper()
 	cmd := exec.Command(testbin.Walrus(b), "wal-push-daemon")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "WALRUS_PGDATA=" + d}, env...)
 	var stderr bytes.Buffer
@@ -242,27 +255,28 @@ func daemonArchiveRun(b *testing.B, w walSource, env []string) walRun {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r := archiveRun(b, w, env, d)
-	if !strings.Contains(stderr.String(), "durable as") {
-		b.Fatalf("wal-push went around the daemon:\n%s", stderr.String())
-	}
-	// The daemon's own use, read before it exits: its peak RSS (VmHWM)
-	// and CPU time.
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err == nil {
-		for _, l := range strings.Split(string(st), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-				var kib int64
-				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
-				r.maxRSS = max(r.maxRSS, kib)
+	return func() (time.Duration, int64) {
+		b.Helper()
+		if !strings.Contains(stderr.String(), "durable as") {
+			b.Fatalf("wal-push went around the daemon:\n%s", stderr.String())
+		}
+		// The daemon's peak RSS (VmHWM), read before it exits.
+		var rss int64
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err == nil {
+			for _, l := range strings.Split(string(st), "\n") {
+				if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+					fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &rss)
+				}
 			}
 		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		var cpu time.Duration
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		return cpu, rss
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return r
 }
 
 // fetchRun restores every segment in order into pg_wal/RECOVERYXLOG of a

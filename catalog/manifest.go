@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -237,22 +236,44 @@ func (m *Mode) UnmarshalText(b []byte) error {
 // ErrInvalidManifest is wrapped by every error Validate returns.
 var ErrInvalidManifest = errors.New("invalid manifest")
 
-// namePattern is what a backup name may look like: it becomes a key
-// component, so no '/', no leading '.', nothing a shell or a URL mangles.
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// validName reports whether s may name a backup or a part: 1 to 128
+// letters, digits, '_', '.' and '-', not starting with '.', '_' or '-'. It
+// becomes a key component, so no '/', nothing a shell or a URL mangles.
+// (Plain code rather than a regexp: package-level regexps are compiled at
+// every process start, and wal-push starts once per segment.)
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 128 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// partNamePattern is what a part name may look like.
-var partNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+func isAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
 
-// crcPattern is eight lower-case hex digits.
-var crcPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
-
-// sha256Pattern is 64 lower-case hex digits.
-var sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// lowerHex reports whether s is n lower-case hex digits (a CRC-32C: 8, a
+// SHA-256: 64).
+func lowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateName checks a backup name.
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) || name == "LATEST" {
+	if !validName(name) || name == "LATEST" {
 		return fmt.Errorf("invalid backup name %q: use letters, digits, '_', '.', '-' (walrus backup-list shows the names)", name)
 	}
 	return nil
@@ -356,7 +377,7 @@ func (m *Manifest) Validate() error {
 	room := make(map[string]int64, len(m.Parts))
 	prefix := "backups/" + m.Name + "/parts/"
 	for _, p := range m.Parts {
-		if !partNamePattern.MatchString(p.Name) || parts[p.Name] {
+		if !validName(p.Name) || parts[p.Name] {
 			return bad("part name %q is invalid or listed twice", p.Name)
 		}
 		if !strings.HasPrefix(p.Key, prefix+p.Name+".") || strings.Contains(strings.TrimPrefix(p.Key, prefix), "/") {
@@ -366,9 +387,9 @@ func (m *Manifest) Validate() error {
 			return bad("part %s has bad sizes", p.Name)
 		}
 		switch {
-		case m.FormatVersion == 1 && !sha256Pattern.MatchString(p.SHA256):
+		case m.FormatVersion == 1 && !lowerHex(p.SHA256, 64):
 			return bad("part %s has a missing or malformed sha256 (format 1 records the SHA-256 of the plaintext)", p.Name)
-		case m.FormatVersion > 1 && (!sha256Pattern.MatchString(p.StoredSHA256) || p.SHA256 != ""):
+		case m.FormatVersion > 1 && (!lowerHex(p.StoredSHA256, 64) || p.SHA256 != ""):
 			return bad("part %s has a missing or malformed stored_sha256 (format %d records the SHA-256 of the stored object, and no sha256)", p.Name, m.FormatVersion)
 		}
 		parts[p.Name] = true
@@ -426,7 +447,7 @@ func (m *Manifest) Validate() error {
 				return bad("tablespace link %s points to %q, not an absolute path", f.Path, f.Link)
 			}
 		case FileWhole:
-			if f.Size < 0 || !crcPattern.MatchString(f.CRC32C) {
+			if f.Size < 0 || !lowerHex(f.CRC32C, 8) {
 				return bad("%s has a bad size or crc32c", f.Path)
 			}
 			if f.Source != "" || !parts[f.Part] {
@@ -441,7 +462,7 @@ func (m *Manifest) Validate() error {
 			if m.Kind != KindDelta {
 				return bad("%s is an increment in a full backup", f.Path)
 			}
-			if f.Size < 0 || !crcPattern.MatchString(f.CRC32C) || f.Blocks < 0 ||
+			if f.Size < 0 || !lowerHex(f.CRC32C, 8) || f.Blocks < 0 ||
 				f.StoredSize != MinIncrementSize+f.Blocks*int64(4+m.BlockSize) ||
 				f.Blocks > (f.Size+int64(m.BlockSize)-1)/int64(m.BlockSize) {
 				return bad("%s is an increment with a bad size, block count, stored size or crc32c", f.Path)

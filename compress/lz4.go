@@ -12,6 +12,12 @@ import (
 // at a quarter of the memory, which matters with many streams in flight.
 const lz4BlockSize = lz4.Block1Mb
 
+// BlockSize is the write size at which the lz4 codec compresses straight
+// from the caller's buffer (a write of a whole block, when none is
+// pending) instead of copying into a block of its own. Other codecs take
+// any size.
+const BlockSize = int(lz4BlockSize)
+
 // lz4Levels maps levels 1..9 to the library's high-compression levels; the
 // default, 0, is its fast mode.
 var lz4Levels = [...]lz4.CompressionLevel{

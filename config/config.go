@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -354,7 +355,7 @@ func exposed(path, what string, secrets []string) []string {
 		what, path, strings.Join(secrets, " and "), fi.Mode().Perm(), path)}
 }
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+var unknownField = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`) }) // compiled on first use, not at every process start
 
 // sectionOf maps the Go type in a yaml "field not found" error to its YAML
 // section, so the error can name the full key.
@@ -368,7 +369,7 @@ func loadFile(c *Config, path string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+		if m := unknownField().FindStringSubmatch(err.Error()); m != nil {
 			key := sectionOf[m[2]] + m[1]
 			return fmt.Errorf("config file %s: unknown key %q: remove it or fix its spelling (walrus config show lists the keys)", path, key)
 		}
@@ -544,7 +545,7 @@ func mask(s string) string {
 	return "***"
 }
 
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var dsnPassword = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`) }) // compiled on first use, not at every process start
 
 // RedactDSN masks the password in a libpq keyword/value string or URL.
 func RedactDSN(dsn string) string {
@@ -566,7 +567,7 @@ func RedactDSN(dsn string) string {
 		}
 		return strings.ReplaceAll(u.String(), "xxx", "***")
 	}
-	return dsnPassword.ReplaceAllString(dsn, "${1}***")
+	return dsnPassword().ReplaceAllString(dsn, "${1}***")
 }
 
 // Secrets returns the secret values held by the configuration, so callers

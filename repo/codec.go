@@ -200,7 +200,7 @@ func (b *encodingBody) begin() {
 		cw := &countWriter{w: io.MultiWriter(pw, a.storedSum)}
 		w, err := b.enc.Wrap(cw)
 		if err == nil {
-			a.raw, err = io.Copy(io.MultiWriter(w, a.plain), b.src)
+			a.raw, err = CopyDigested(w, a.plain, b.src, make([]byte, compress.BlockSize))
 			if cerr := w.Close(); err == nil {
 				err = cerr
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestDigestRoundTripAndLegacySHA256(t *testing.T) {
@@ -67,3 +68,44 @@ func TestDigestRefusesMalformed(t *testing.T) {
 		t.Error("no metadata gave a digest")
 	}
 }
+
+// TestCopyDigested: every byte arrives, in order, and is digested, however
+// the reader splits its reads; a failing reader or writer fails the copy.
+func TestCopyDigested(t *testing.T) {
+	data := make([]byte, 3<<20+12345)
+	for i := range data {
+		data[i] = byte(i*7 + i/1000)
+	}
+	for name, r := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(data) },
+		"halves":   func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data[:5000])) },
+	} {
+		src := data
+		if name == "one byte" {
+			src = data[:5000]
+		}
+		var out bytes.Buffer
+		d := NewDigester()
+		n, err := CopyDigested(&out, d, r(), make([]byte, 1<<20))
+		if err != nil || n != int64(len(src)) || !bytes.Equal(out.Bytes(), src) {
+			t.Fatalf("%s: n %d, err %v, equal %t", name, n, err, bytes.Equal(out.Bytes(), src))
+		}
+		w := NewDigester()
+		w.Write(src)
+		if d.Digest() != w.Digest() {
+			t.Fatalf("%s: digest %s, want %s", name, d.Digest(), w.Digest())
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := CopyDigested(io.Discard, NewDigester(), io.MultiReader(bytes.NewReader(data[:100]), iotest.ErrReader(boom)), make([]byte, 64)); !errors.Is(err, boom) {
+		t.Fatalf("reader error: %v", err)
+	}
+	if _, err := CopyDigested(errWriter{boom}, NewDigester(), bytes.NewReader(data), make([]byte, 64)); !errors.Is(err, boom) {
+		t.Fatalf("writer error: %v", err)
+	}
+}
+
+type errWriter struct{ err error }
+
+func (e errWriter) Write([]byte) (int, error) { return 0, e.err }

@@ -3,6 +3,7 @@ package setup
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // ArchiveCommand returns the archive_command that runs the walrus binary
@@ -30,12 +31,12 @@ func commandLine(binary, config string, args ...string) string {
 }
 
 // shellSafe matches words the shell takes literally.
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:=+,@-]+$`)
+var shellSafe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_./:=+,@-]+$`) }) // compiled on first use, not at every process start
 
 // shellQuote quotes s for sh: as is when every character is safe, else in
 // single quotes (a quote inside written as '\”).
 func shellQuote(s string) string {
-	if shellSafe.MatchString(s) {
+	if shellSafe().MatchString(s) {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
@@ -86,9 +87,9 @@ func ParseCommand(cmd string) CommandInfo {
 	return ci
 }
 
-var assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+var assignment = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`) }) // compiled on first use, not at every process start
 
-func isAssignment(w string) bool { return assignment.MatchString(w) }
+func isAssignment(w string) bool { return assignment().MatchString(w) }
 
 // shellWords splits s into words as sh does, without expansions.
 func shellWords(s string) []string {

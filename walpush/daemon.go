@@ -129,7 +129,7 @@ func Serve(ctx context.Context, walDir string, opts Options) error {
 	if fi, err := os.Stat(statusDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("wal-push-daemon: %s is not a pg_wal directory (no archive_status): set pgdata to the cluster's data directory", walDir)
 	}
-	marks := &markers{dir: filepath.Join(statusDir, MarkerDirName), repository: opts.Repository, encrypted: opts.Encoder.Encrypted()}
+	marks := &markers{dir: filepath.Join(statusDir, MarkerDirName), repository: opts.Repository, encrypted: opts.Encoder.Encrypted(), keepConfirmed: true}
 	if err := os.Mkdir(marks.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("wal-push-daemon: %w", err)
 	}

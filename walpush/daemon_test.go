@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -72,6 +73,16 @@ func TestDaemon(t *testing.T) {
 		}
 		if res.Confirmed {
 			confirmed++
+			// The daemon keeps a confirmed marker until PostgreSQL marks
+			// the segment done: without it, its pushes ahead would take
+			// the still-ready segment for one to push and read it again.
+			m := &markers{dir: filepath.Join(c.walDir, "archive_status", MarkerDirName), repository: opts.Repository}
+			if !exists(c.marker(segName(i))) {
+				t.Fatalf("%s: confirmed marker removed while the segment is still ready", segName(i))
+			}
+			if names, err := m.pick(filepath.Join(c.walDir, "archive_status"), "", 20); err != nil || slices.Contains(names, segName(i)) {
+				t.Fatalf("%s: confirmed but still ready, picked for pushing again: %v %v", segName(i), names, err)
+			}
 		}
 		c.done(t, segName(i))
 	}

@@ -63,6 +63,12 @@ type markers struct {
 	dir        string
 	repository string
 	encrypted  bool
+	// keepConfirmed keeps a confirmed marker until its segment is no
+	// longer ready (pick removes it then), instead of removing it at
+	// once. A daemon sets it: its pushes ahead run while PostgreSQL is
+	// between a confirmed call's exit and marking the segment done, and
+	// without the marker would take that segment for one still to push.
+	keepConfirmed bool
 }
 
 // path is the marker file of name for cluster sysid: keyed by the exact
@@ -78,8 +84,9 @@ func (m *markers) path(name string, sysid uint64) string {
 // size match. The content check is the file's identity (device, inode,
 // size, modification and change times, see fileIDOf) when it equals the
 // one recorded, else the file's digest, which is then returned as sum. ok
-// is true only when everything matches. The marker is removed either way:
-// it is used once.
+// is true only when everything matches. The marker is removed either way
+// (it is used once), except that a confirmed one stays when
+// m.keepConfirmed is set.
 func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sysid uint64, f *os.File, size int64, id *fileID) (res Result, ok bool, sum string) {
 	path := m.path(name, sysid)
 	b, err := os.ReadFile(path)
@@ -89,7 +96,12 @@ func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sys
 		}
 		return Result{}, false, ""
 	}
-	defer os.Remove(path)
+	confirmed := false
+	defer func() {
+		if !confirmed || !m.keepConfirmed {
+			os.Remove(path)
+		}
+	}()
 	var mk marker
 	if err := json.Unmarshal(b, &mk); err != nil {
 		p.logf("wal-push %s: marker %s is damaged (%v): pushing normally", name, path, err)
@@ -129,6 +141,7 @@ func (p *pusher) confirmMarker(ctx context.Context, m *markers, name string, sys
 		p.logf("wal-push %s: marker not confirmed: %s does not hold what was pushed; pushing normally", name, mk.Key)
 		return Result{}, false, sum
 	}
+	confirmed = true
 	return Result{Name: name, Key: mk.Key, AlreadyStored: true, Confirmed: true, RawSize: size, StoredSize: info.Size, Digest: mk.Digest, SystemIdentifier: sysid}, true, sum
 }
 

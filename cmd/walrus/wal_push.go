@@ -26,7 +26,7 @@ wal_push_concurrency-1 other whole segments that PostgreSQL has marked ready
 (pg_wal/archive_status/*.ready) and records a marker for each in
 pg_wal/archive_status/.walrus. When PostgreSQL then asks for such a segment,
 wal-push checks that the file is the one pushed (same inode and times, else
-same SHA-256) and that the repository holds the recorded object with the
+same digest) and that the repository holds the recorded object with the
 recorded checksum and sizes (one Stat), and exits 0 without uploading; if
 the object is missing or differs, it pushes the file as usual. Failures of those extra pushes never fail the requested one.
 PostgreSQL alone marks files done.
