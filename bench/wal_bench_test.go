@@ -231,6 +231,47 @@ func daemonArchiveRun(b *testing.B, w walSource, env []string) walRun {
 	return r
 }
 
+// asyncEnv is what turns on wal_push_async for a run.
+var asyncEnv = []string{"WALRUS_WAL_PUSH_ASYNC=true", "WALRUS_WAL_PUSH_ASYNC_IDLE=1m"}
+
+// stopAsyncDaemon ends the wal-push-daemon that wal-push started in the
+// data directory d (its ID is in daemon.lock) and returns its CPU time
+// and peak RSS (KiB), read just before it is stopped.
+func stopAsyncDaemon(b *testing.B, d string) (time.Duration, int64) {
+	b.Helper()
+	body, err := os.ReadFile(filepath.Join(d, "pg_wal", "archive_status", ".walrus", "daemon.lock"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(body)))
+	if err != nil || pid <= 0 {
+		b.Fatalf("wal_push_async: no daemon was started (%v)", err)
+	}
+	cpu := processCPU(pid)
+	var rss int64
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &rss)
+			}
+		}
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(25 * time.Millisecond)
+	}
+	return cpu, rss
+}
+
+// asyncArchiveRun is archiveRun with wal_push_async: the first wal-push
+// starts a wal-push-daemon, which serves the rest; its CPU and peak RSS
+// count too.
+func asyncArchiveRun(b *testing.B, w walSource, env []string) walRun {
+	d := w.fakeCluster(b)
+	r := archiveRun(b, w, append(append([]string{}, env...), asyncEnv...), d)
+	cpu, rss := stopAsyncDaemon(b, d)
+	r.cpu += cpu
+	r.maxRSS = max(r.maxRSS, rss)
+	return r
+}
+
 // startPushDaemon starts a wal-push-daemon for the data directory d with
 // env and waits for its socket. stop ends it, checks that it served
 // wal-push calls, and returns its CPU time and peak RSS (KiB).
@@ -361,7 +402,8 @@ func selfCPU() time.Duration {
 // segments one wal-push process per segment, as PostgreSQL calls it, with
 // wal_push_concurrency 1 (no parallelism) and higher, to the filesystem
 // repository and to S3 (versitygw on loopback, --keep-alive); then
-// with a wal-push-daemon serving the same calls; then restores them one
+// with a wal-push-daemon serving the same calls, and with wal_push_async
+// (wal-push starts the daemon itself); then restores them one
 // wal-fetch per segment with and without prefetch. Each
 // figure is the median of WALRUS_BENCH_RUNS (default 3) runs. It prints
 // the machine's compress-only limit (lz4 on all cores) for comparison.
@@ -421,6 +463,15 @@ func BenchmarkWAL(b *testing.B) {
 			m := walMedian(rs)
 			print("wal-push", tg.name, fmt.Sprintf("daemon, conc.=%d", conc), m)
 			b.ReportMetric(float64(n)/m.wall.Seconds(), fmt.Sprintf("push-%s-daemon-c%d-segs/s", tg.name, conc))
+		}
+		{
+			var rs []walRun
+			for range runs {
+				rs = append(rs, asyncArchiveRun(b, w, tg.env(b)))
+			}
+			m := walMedian(rs)
+			print("wal-push", tg.name, "async (defaults)", m)
+			b.ReportMetric(float64(n)/m.wall.Seconds(), fmt.Sprintf("push-%s-async-segs/s", tg.name))
 		}
 		env := append(tg.env(b), "WALRUS_WAL_PUSH_CONCURRENCY=4")
 		archiveRun(b, w, env, "")

@@ -55,6 +55,13 @@ type Config struct {
 	BackupRateLimit int64 `yaml:"backup_rate_limit"`
 	// WALPushConcurrency bounds parallel uploads of ready WAL segments.
 	WALPushConcurrency int `yaml:"wal_push_concurrency"`
+	// WALPushAsync makes wal-push start a wal-push-daemon for the cluster
+	// when none answers, and hand its file to it (the daemon exits after
+	// WALPushAsyncIdle without a request).
+	WALPushAsync bool `yaml:"wal_push_async"`
+	// WALPushAsyncIdle is how long a daemon started by wal-push waits for
+	// the next request before it exits.
+	WALPushAsyncIdle time.Duration `yaml:"wal_push_async_idle"`
 	// WALPrefetch is how many following segments wal-fetch downloads ahead.
 	WALPrefetch int `yaml:"wal_prefetch"`
 	// PrefetchDir is where prefetched segments wait (outside PGDATA).
@@ -136,6 +143,7 @@ func defaults() Config {
 		DeltaMaxSteps:       DefaultDeltaMaxSteps,
 		WALPushConcurrency:  4,
 		WALPrefetch:         DefaultWALPrefetch,
+		WALPushAsyncIdle:    time.Minute,
 		Retry:               Retry{MaxAttempts: DefaultRetryMaxAttempts, CallTimeout: DefaultRetryCallTimeout},
 	}
 }
@@ -182,6 +190,15 @@ var envVars = []envVar{
 	{"WALRUS_DELTA_MAX_STEPS", "delta_max_steps", setInt(func(c *Config) *int { return &c.DeltaMaxSteps })},
 	{"WALRUS_BACKUP_RATE_LIMIT", "backup_rate_limit", setInt64(func(c *Config) *int64 { return &c.BackupRateLimit })},
 	{"WALRUS_WAL_PUSH_CONCURRENCY", "wal_push_concurrency", setInt(func(c *Config) *int { return &c.WALPushConcurrency })},
+	{"WALRUS_WAL_PUSH_ASYNC", "wal_push_async", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.WALPushAsync = b
+		return nil
+	}},
+	{"WALRUS_WAL_PUSH_ASYNC_IDLE", "wal_push_async_idle", setDuration(func(c *Config) *time.Duration { return &c.WALPushAsyncIdle })},
 	{"WALRUS_WAL_PREFETCH", "wal_prefetch", setInt(func(c *Config) *int { return &c.WALPrefetch })},
 	{"WALRUS_PREFETCH_DIR", "prefetch_dir", func(c *Config, v string) error { c.PrefetchDir = v; return nil }},
 	{"WALRUS_RETRY_MAX_ATTEMPTS", "retry.max_attempts", setInt(func(c *Config) *int { return &c.Retry.MaxAttempts })},
@@ -450,6 +467,9 @@ func (c *Config) Validate() error {
 			return keyErr(d.key, fmt.Sprintf("%v is negative: give a duration such as 10m, or 0 for none", d.v))
 		}
 	}
+	if c.WALPushAsyncIdle < time.Second {
+		return keyErr("wal_push_async_idle", fmt.Sprintf("%v is too short: give a duration of at least 1s, such as 1m", c.WALPushAsyncIdle))
+	}
 	if c.UploadConcurrency > 256 || c.DownloadConcurrency > 256 || c.WALPushConcurrency > 256 {
 		return keyErr("upload_concurrency", "concurrency settings above 256 are refused")
 	}
@@ -510,6 +530,8 @@ func (c *Config) Redacted() string {
 		"backup_rate_limit":          strconv.FormatInt(c.BackupRateLimit, 10),
 		"wal_push_concurrency":       strconv.Itoa(c.WALPushConcurrency),
 		"wal_prefetch":               strconv.Itoa(c.WALPrefetch),
+		"wal_push_async":             strconv.FormatBool(c.WALPushAsync),
+		"wal_push_async_idle":        c.WALPushAsyncIdle.String(),
 		"prefetch_dir":               c.PrefetchDir,
 		"retry.max_attempts":         strconv.Itoa(c.Retry.MaxAttempts),
 		"retry.call_timeout":         c.Retry.CallTimeout.String(),

@@ -60,3 +60,36 @@ func TestRetryAndTimeoutKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestWALPushAsyncKeys: wal_push_async is off by default, set from the file
+// or the environment, and bad values name the key.
+func TestWALPushAsyncKeys(t *testing.T) {
+	t.Parallel()
+	c, err := Load("", env(map[string]string{"WALRUS_REPO": "/r"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WALPushAsync || c.WALPushAsyncIdle != time.Minute {
+		t.Fatalf("defaults: async %t, idle %v", c.WALPushAsync, c.WALPushAsyncIdle)
+	}
+	p := writeFile(t, "repo: /r\nwal_push_async: true\nwal_push_async_idle: 5m\n")
+	if c, err = Load(p, env(map[string]string{"WALRUS_WAL_PUSH_ASYNC_IDLE": "90s"})); err != nil {
+		t.Fatal(err)
+	}
+	if !c.WALPushAsync || c.WALPushAsyncIdle != 90*time.Second {
+		t.Fatalf("from file and env: async %t, idle %v", c.WALPushAsync, c.WALPushAsyncIdle)
+	}
+	if shown := c.Redacted(); !strings.Contains(shown, "WALRUS_WAL_PUSH_ASYNC") || !strings.Contains(shown, "1m30s") {
+		t.Errorf("config show lacks wal_push_async:\n%s", shown)
+	}
+	for _, e := range []map[string]string{
+		{"WALRUS_WAL_PUSH_ASYNC": "sometimes"},
+		{"WALRUS_WAL_PUSH_ASYNC_IDLE": "10ms"},
+		{"WALRUS_WAL_PUSH_ASYNC_IDLE": "forever"},
+	} {
+		e["WALRUS_REPO"] = "/r"
+		if _, err := Load("", env(e)); err == nil || !strings.Contains(err.Error(), "wal_push_async") {
+			t.Errorf("Load(%v) = %v, want an error naming wal_push_async", e, err)
+		}
+	}
+}

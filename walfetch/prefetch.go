@@ -60,7 +60,7 @@ type Prefetch struct {
 	// ahead; 0 disables prefetching.
 	Count int
 	// Start starts the background prefetcher, which must outlive the
-	// calling process (see StartDetached). It is called only when no
+	// calling process (see internal/detach). It is called only when no
 	// prefetcher holds the directory's lock. nil starts nothing.
 	Start func() error
 

@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,8 +22,13 @@ import (
 // directory.
 const SocketName = "push.sock"
 
-// daemonLockName is the file a daemon holds locked while it serves.
+// daemonLockName is the file a daemon holds locked while it serves; it
+// holds the daemon's process ID.
 const daemonLockName = "daemon.lock"
+
+// DaemonLogName is the log, in the marker directory, of a daemon that
+// wal-push started (wal_push_async).
+const DaemonLogName = "daemon.log"
 
 // maxSocketPath is the longest Unix socket path Linux accepts.
 const maxSocketPath = 107
@@ -141,6 +148,12 @@ func Serve(ctx context.Context, walDir string, opts Options) error {
 	if err := syscall.Flock(int(lockf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("wal-push-daemon: another wal-push-daemon serves %s: stop it first", walDir)
 	}
+	// The lock file names the daemon's process, for operators (and
+	// benchmarks) looking for it; a stale number means nothing, the
+	// lock is what counts.
+	if err := lockf.Truncate(0); err == nil {
+		lockf.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
 	sock := SocketPath(walDir)
 	if len(sock) > maxSocketPath {
 		return fmt.Errorf("wal-push-daemon: socket path %s is longer than %d bytes: run the daemon from the data directory", sock, maxSocketPath)
@@ -153,11 +166,16 @@ func Serve(ctx context.Context, walDir string, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := &daemon{p: newPusher(opts), walDir: walDir, statusDir: statusDir, marks: marks,
-		inflight: map[string]chan struct{}{}, kick: make(chan struct{}, 1), slots: max(0, opts.Concurrency-1)}
+		inflight: map[string]chan struct{}{}, kick: make(chan struct{}, 1), slots: max(0, opts.Concurrency-1),
+		stop: cancel}
+	d.touch()
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	wg.Go(func() { d.pushAhead(ctx) })
+	if opts.IdleExit > 0 {
+		wg.Go(func() { d.exitWhenIdle(ctx, opts.IdleExit) })
+	}
 	var acceptErr error
 	for {
 		conn, err := l.Accept()
@@ -189,6 +207,37 @@ type daemon struct {
 	inflight map[string]chan struct{} // closed when the push ends
 	ahead    int                      // background pushes in flight
 	kick     chan struct{}
+
+	stop     context.CancelFunc // ends Serve
+	lastSeen atomic.Int64       // when a client last connected or was answered (UnixNano)
+	serving  atomic.Int64       // clients being answered
+
+	exitAfterAnswer atomic.Bool // set by handle: stop once the answer is sent
+}
+
+// touch records activity now.
+func (d *daemon) touch() { d.lastSeen.Store(time.Now().UnixNano()) }
+
+// exitWhenIdle ends Serve once no client has been seen for idle and
+// nothing is being pushed or answered.
+func (d *daemon) exitWhenIdle(ctx context.Context, idle time.Duration) {
+	tick := time.NewTicker(min(idle/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		busy := len(d.inflight) > 0
+		d.mu.Unlock()
+		if !busy && d.serving.Load() == 0 && time.Since(time.Unix(0, d.lastSeen.Load())) >= idle {
+			d.p.logf("wal-push-daemon: no request for %v: exiting (the next wal-push starts another)", idle)
+			d.stop()
+			return
+		}
+	}
 }
 
 // claim registers a push of name. ok is false, with the channel closed
@@ -279,6 +328,12 @@ func (d *daemon) pushAhead(ctx context.Context) {
 
 // serveConn answers one client.
 func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
+	d.serving.Add(1)
+	d.touch()
+	defer func() {
+		d.touch()
+		d.serving.Add(-1)
+	}()
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
@@ -298,6 +353,10 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	}
 	b, _ := json.Marshal(r)
 	conn.Write(append(b, '\n'))
+	if d.exitAfterAnswer.Load() {
+		d.p.logf("wal-push-daemon: a wal-push with other settings asked: exiting")
+		d.stop()
+	}
 	if err == nil {
 		d.p.logf("wal-push-daemon: %s durable as %s (confirmed %t)", r.Name, r.Key, r.Confirmed)
 	} else {
@@ -312,6 +371,12 @@ func (d *daemon) handle(ctx context.Context, line []byte, req *request) (Result,
 	}
 	name := filepath.Base(req.Path)
 	if req.Repository != d.p.opts.Repository || req.Encrypted != d.p.opts.Encoder.Encrypted() {
+		if d.p.opts.IdleExit > 0 {
+			// Started by wal-push with settings since changed: make
+			// way for a daemon with the new ones, once answered.
+			d.exitAfterAnswer.Store(true)
+			return Result{}, fmt.Errorf("wal-push %s: the daemon archives to another repository or with another encryption setting than this wal-push (it exits now, so that the next wal-push starts one with the new settings)", name)
+		}
 		return Result{}, fmt.Errorf("wal-push %s: the daemon archives to another repository or with another encryption setting than this wal-push", name)
 	}
 	walAbs, err := filepath.Abs(d.walDir)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +133,103 @@ func TestDaemonOneAtATime(t *testing.T) {
 	err := Serve(context.Background(), c.walDir, opts)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("another wal-push-daemon")) {
 		t.Fatalf("second daemon: %v", err)
+	}
+}
+
+// TestDaemonIdleExit: a daemon with IdleExit (one wal-push started) serves,
+// then returns by itself once no request came for that long, removing its
+// socket; the lock file names its process.
+func TestDaemonIdleExit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := mem.New()
+	opts := testOptions(st)
+	opts.IdleExit = 300 * time.Millisecond
+	c, done := startDaemonUntil(t, opts)
+	p := c.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
+	if _, used, err := ViaDaemon(ctx, p, opts.Repository, false); !used || err != nil {
+		t.Fatalf("used %t, %v", used, err)
+	}
+	if !bytes.Equal(fetchPlain(t, st, segName(1)), segmentBytes(t, segName(1), testSysID, 1)) {
+		t.Fatal("stored wrong")
+	}
+	pid, _ := os.ReadFile(filepath.Join(c.walDir, "archive_status", MarkerDirName, daemonLockName))
+	if strings.TrimSpace(string(pid)) != strconv.Itoa(os.Getpid()) {
+		t.Fatalf("lock file holds %q, want this process's ID", pid)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not exit when idle")
+	}
+	if _, err := os.Stat(SocketPath(c.walDir)); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
+	}
+	// With nothing serving, the client is told so and pushes itself.
+	if _, used, err := ViaDaemon(ctx, p, opts.Repository, false); used || err != nil {
+		t.Fatalf("after exit: used %t, %v", used, err)
+	}
+}
+
+// TestDaemonExitsForOtherSettings: a daemon that wal-push started answers
+// a client with other settings with a refusal, then exits, so that the
+// client's next call can start one with its settings; a hand-started one
+// (no IdleExit) refuses and stays.
+func TestDaemonExitsForOtherSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	opts := testOptions(mem.New())
+	opts.IdleExit = time.Hour
+	c, done := startDaemonUntil(t, opts)
+	p := c.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
+	_, used, err := ViaDaemon(ctx, p, "mem://other", false)
+	if !used || !errors.Is(err, ErrDaemon) || !strings.Contains(err.Error(), "exits now") {
+		t.Fatalf("other settings: used %t, %v", used, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not exit after a client with other settings")
+	}
+
+	hand := startDaemon(t, testOptions(mem.New()))
+	p = hand.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
+	if _, used, err := ViaDaemon(ctx, p, "mem://other", false); !used || err == nil || strings.Contains(err.Error(), "exits now") {
+		t.Fatalf("hand-started daemon, other settings: used %t, %v", used, err)
+	}
+	if _, err := os.Stat(SocketPath(hand.walDir)); err != nil {
+		t.Fatalf("a hand-started daemon stopped serving: %v", err)
+	}
+}
+
+// startDaemonUntil runs Serve on a fresh pg_wal; done receives Serve's
+// result when it returns by itself (the test ends it otherwise).
+func startDaemonUntil(t *testing.T, opts Options) (cluster, chan error) {
+	t.Helper()
+	root, err := os.MkdirTemp("", "wpd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	c := cluster{walDir: filepath.Join(root, "pg_wal")}
+	os.MkdirAll(filepath.Join(c.walDir, "archive_status"), 0o700)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, c.walDir, opts) }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(SocketPath(c.walDir)); err == nil {
+			return c, done
+		}
+		if i > 500 {
+			t.Fatal("daemon socket never appeared")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -39,7 +39,12 @@
 //     ahead continuously (Concurrency-1 at a time) and answers each
 //     wal-push (ViaDaemon) once the requested file is durable, by the same
 //     confirm-or-push rule. A wal-push that finds no daemon, or whose
-//     daemon fails, pushes for itself.
+//     daemon fails, pushes for itself. With wal_push_async, wal-push
+//     starts a daemon (cmd/walrus) with Options.IdleExit, which makes it
+//     exit when idle or when asked by a client with other settings. A
+//     daemon keeps a confirmed marker until its segment is no longer
+//     ready, so that its pushes ahead do not take the segment PostgreSQL
+//     is about to mark done for one still to push.
 //
 // Invariants (TRAPS.md 2-7):
 //   - Push and Archive return nil only when the requested object is

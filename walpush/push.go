@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 
@@ -40,6 +41,12 @@ type Options struct {
 	// Logf, if not nil, receives one line per extra push and per marker
 	// that could not be used. It may be called from several goroutines.
 	Logf func(format string, args ...any)
+	// IdleExit, for Serve only, makes the daemon return after this long
+	// without a request and with no push in flight, and also right after
+	// answering a client whose repository or encryption setting differs
+	// from its own (so that the client's next call can start a daemon
+	// with its settings). 0: serve until ctx ends.
+	IdleExit time.Duration
 }
 
 // Result describes a finished push.

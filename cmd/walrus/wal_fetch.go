@@ -9,6 +9,7 @@ import (
 	"github.com/wal-g/tracelog"
 
 	"github.com/walrusdb/walrus/config"
+	"github.com/walrusdb/walrus/internal/detach"
 	"github.com/walrusdb/walrus/walfetch"
 )
 
@@ -105,6 +106,6 @@ func (g *globals) prefetch(cfg *config.Config, dest string) walfetch.Prefetch {
 		if pgdata := walfetch.DataDir(cfg.PGData, dest); pgdata != "" {
 			argv = append(argv, "--pgdata", pgdata)
 		}
-		return walfetch.StartDetached(argv, filepath.Join(dir, walfetch.LogFile))
+		return detach.Start(argv, nil, filepath.Join(dir, walfetch.LogFile))
 	}}
 }

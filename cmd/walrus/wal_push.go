@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/wal-g/tracelog"
 
 	"github.com/walrusdb/walrus/config"
+	"github.com/walrusdb/walrus/internal/detach"
 	"github.com/walrusdb/walrus/walpush"
 )
 
@@ -33,13 +38,20 @@ PostgreSQL alone marks files done.
 
 When a wal-push-daemon serves the cluster (its socket
 pg_wal/archive_status/.walrus/push.sock answers), wal-push only asks it and
-waits for its answer; if the daemon fails, wal-push pushes the file itself.`,
+waits for its answer; if the daemon fails, wal-push pushes the file itself.
+With wal_push_async set, a wal-push that finds no daemon starts one
+(detached; it exits after wal_push_async_idle without a request) and asks
+it: a backlog is then compressed on every core without pause, as
+pgBackRest's archive-async does.`,
 		Example: `  # postgresql.conf
   archive_mode = on
   archive_command = 'walrus --config /etc/walrus.yaml wal-push %p'
 
   # push up to 8 segments at once when PostgreSQL falls behind
-  WALRUS_WAL_PUSH_CONCURRENCY=8 walrus wal-push pg_wal/000000010000000000000042`,
+  WALRUS_WAL_PUSH_CONCURRENCY=8 walrus wal-push pg_wal/000000010000000000000042
+
+  # let wal-push start and use a resident wal-push-daemon
+  WALRUS_WAL_PUSH_ASYNC=true walrus wal-push pg_wal/000000010000000000000042`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -49,6 +61,13 @@ waits for its answer; if the daemon fails, wal-push pushes the file itself.`,
 				return err
 			}
 			dres, used, err := walpush.ViaDaemon(ctx, args[0], repositoryID(cfg), cfg.Encryption.Enabled())
+			if !used && cfg.WALPushAsync {
+				if serr := g.startPushDaemon(ctx, cfg, args[0]); serr != nil {
+					tracelog.WarningLogger.Printf("wal-push %s: no wal-push-daemon (%v); pushing it from this process", name, serr)
+				} else {
+					dres, used, err = walpush.ViaDaemon(ctx, args[0], repositoryID(cfg), cfg.Encryption.Enabled())
+				}
+			}
 			switch {
 			case used && err == nil:
 				tracelog.InfoLogger.Printf("wal-push %s: durable as %s (via wal-push-daemon)", name, dres.Key)
@@ -93,6 +112,65 @@ waits for its answer; if the daemon fails, wal-push pushes the file itself.`,
 
 // repositoryID names the repository for wal-push markers and the
 // prefetch directory: two repositories never share it.
+// daemonStartWait bounds how long wal-push waits for a daemon it started
+// to listen; after that it pushes the file itself.
+const daemonStartWait = 3 * time.Second
+
+// startPushDaemon starts, detached, a wal-push-daemon for the cluster
+// whose pg_wal holds path, with --idle-exit wal_push_async_idle, logging
+// to pg_wal/archive_status/.walrus/daemon.log, and waits until its socket
+// appears. Another wal-push starting one at the same time is harmless:
+// the daemon lock lets one serve, and both clients find its socket.
+func (g *globals) startPushDaemon(ctx context.Context, cfg *config.Config, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	walDir := filepath.Dir(abs)
+	markerDir := filepath.Join(walDir, "archive_status", walpush.MarkerDirName)
+	if fi, err := os.Stat(filepath.Join(walDir, "archive_status")); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not in a pg_wal directory (no archive_status)", path)
+	}
+	if err := os.Mkdir(markerDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	argv := []string{exe}
+	if g.configPath != "" {
+		argv = append(argv, "--config", g.configPath)
+	}
+	if g.verbose {
+		argv = append(argv, "--verbose")
+	}
+	argv = append(argv, "wal-push-daemon", "--idle-exit", cfg.WALPushAsyncIdle.String())
+	// The daemon serves pgdata/pg_wal: the data directory is the one
+	// above the pg_wal PostgreSQL named (a symlinked pg_wal included).
+	env := []string{"WALRUS_PGDATA=" + filepath.Dir(walDir)}
+	logPath := filepath.Join(markerDir, walpush.DaemonLogName)
+	if err := detach.Start(argv, env, logPath); err != nil {
+		return err
+	}
+	sock := walpush.SocketPath(walDir)
+	deadline := time.Now().Add(daemonStartWait)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			tracelog.InfoLogger.Printf("wal-push: started a wal-push-daemon (log %s)", logPath)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the wal-push-daemon it started did not listen within %v: see %s", daemonStartWait, logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 func repositoryID(cfg *config.Config) string {
 	return cfg.Repo + "\n" + cfg.S3.Endpoint
 }

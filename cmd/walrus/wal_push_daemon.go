@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/wal-g/tracelog"
@@ -11,7 +13,8 @@ import (
 )
 
 func newWALPushDaemonCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var idleExit time.Duration
+	cmd := &cobra.Command{
 		Use:   "wal-push-daemon",
 		Short: "Serve wal-push for one cluster from a resident process",
 		Long: `wal-push-daemon runs until stopped (SIGINT or SIGTERM) and serves the
@@ -26,9 +29,19 @@ repository (as wal-push does), or pushed right away. If the daemon is not
 running or fails, wal-push pushes the file itself, so archiving never
 depends on it. Run it as the cluster's OS user with the same configuration
 as archive_command; a wal-push configured for another repository or
-encryption setting is refused and pushes for itself.`,
+encryption setting is refused and pushes for itself.
+
+With wal_push_async set, wal-push starts the daemon itself when none
+answers, with --idle-exit wal_push_async_idle: such a daemon exits after
+that long without a request, and as soon as a wal-push with other
+settings asks it, so that the next wal-push starts one with the new
+settings. Its messages go to pg_wal/archive_status/.walrus/daemon.log, and
+daemon.lock there holds its process ID.`,
 		Example: `  # systemd ExecStart=, as the postgres user
-  walrus --config /etc/walrus.yaml wal-push-daemon`,
+  walrus --config /etc/walrus.yaml wal-push-daemon
+
+  # or let wal-push start it (postgresql.conf's archive_command unchanged)
+  WALRUS_WAL_PUSH_ASYNC=true`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -45,12 +58,22 @@ encryption setting is refused and pushes for itself.`,
 			if err := os.Chdir(cfg.PGData); err != nil {
 				return fmt.Errorf("wal-push-daemon: %w", err)
 			}
+			if os.Getenv("GOGC") == "" {
+				// The live heap is mostly the reserved segment buffers,
+				// large and pointer-free, so collecting often is cheap; at
+				// Go's default the garbage of ~60 pushes piled up between
+				// collections and the daemon's peak RSS reached 64-74 MiB
+				// on fs (44 MiB at 20; bench/RESULTS.md).
+				debug.SetGCPercent(20)
+			}
 			tracelog.InfoLogger.Printf("wal-push-daemon: serving %s into %s", cfg.PGData, r.Description)
 			return walpush.Serve(ctx, "pg_wal", walpush.Options{
 				Store: r.Store, Encoder: r.Encoder, PGData: cfg.PGData,
 				Concurrency: cfg.WALPushConcurrency, Repository: repositoryID(cfg),
-				Logf: tracelog.InfoLogger.Printf,
+				Logf: tracelog.InfoLogger.Printf, IdleExit: idleExit,
 			})
 		},
 	}
+	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit after this long without a request (0: run until stopped)")
+	return cmd
 }

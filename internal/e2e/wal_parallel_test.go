@@ -361,3 +361,102 @@ func TestWALPushDaemon(t *testing.T) {
 		t.Fatalf("only %d segments checked", n)
 	}
 }
+
+// TestWALPushAsync: with wal_push_async, archive_command's wal-push starts
+// a wal-push-daemon itself (detached, as the postgres user), archiving
+// goes through it without a failure, the daemon exits by itself once idle,
+// the next wal-push starts another, and every segment comes back
+// byte-identical.
+func TestWALPushAsync(t *testing.T) {
+	t.Parallel()
+	repoEnv, _ := storages[0].setup(t)
+	shared := pgtest.SharedDir(t)
+	push := walrusScript(t, shared, append([]string{"WALRUS_WAL_PUSH_CONCURRENCY=3", "WALRUS_WAL_PUSH_ASYNC=true", "WALRUS_WAL_PUSH_ASYNC_IDLE=2s"}, repoEnv...))
+	c := pgtest.New(t, pgtest.Options{WALSegSizeMB: 1, Conf: []string{
+		"archive_mode = on",
+		fmt.Sprintf("archive_command = '%s wal-push %%p'", push),
+		"wal_keep_size = '1GB'",
+	}})
+	walDir := filepath.Join(c.DataDir(), "pg_wal")
+	markerDir := filepath.Join(walDir, "archive_status", walpush.MarkerDirName)
+	daemonPID := func() int {
+		b, _ := os.ReadFile(filepath.Join(markerDir, "daemon.lock"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	alive := func(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+	// Runs before the cluster's own cleanup: stop the server (whose
+	// archiver could start another daemon), then the daemon, so that none
+	// outlives the test.
+	t.Cleanup(func() {
+		c.Stop(t)
+		if pid := daemonPID(); alive(pid) {
+			syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 100 && alive(pid); i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	})
+	c.Start(t)
+	c.Exec(t, "CREATE TABLE t(id int, v text)")
+
+	burstWAL(t, c, 25, 100)
+	last := c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	c.Exec(t, "SELECT pg_switch_wal()")
+	c.WaitArchived(t, last, 2*time.Minute)
+	log, _ := os.ReadFile(c.LogFile())
+	viaDaemon := strings.Count(string(log), "(via wal-push-daemon)")
+	dlog, _ := os.ReadFile(filepath.Join(markerDir, walpush.DaemonLogName))
+	confirmed := strings.Count(string(dlog), "(confirmed true)")
+	t.Logf("%d files archived through the daemon wal-push started, %d of them pushed ahead", viaDaemon, confirmed)
+	if !strings.Contains(string(log), "started a wal-push-daemon") || viaDaemon < 25 || confirmed == 0 {
+		t.Fatalf("archiving did not go through a daemon started by wal-push\nserver log:\n%s\ndaemon log:\n%s", c.LogTail(30), dlog)
+	}
+	first := daemonPID()
+	if !alive(first) {
+		t.Fatalf("the daemon (pid %d) is not running", first)
+	}
+
+	// Idle for longer than wal_push_async_idle: it exits by itself.
+	deadline := time.Now().Add(30 * time.Second)
+	for alive(first) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not exit when idle:\n%s", dlog)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(walpush.SocketPath(walDir)); !os.IsNotExist(err) {
+		t.Fatalf("socket left after the daemon exited: %v", err)
+	}
+
+	// The next wal-push starts another.
+	burstWAL(t, c, 5, 100)
+	last = c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	c.Exec(t, "SELECT pg_switch_wal()")
+	c.WaitArchived(t, last, 2*time.Minute)
+	if failed := c.QueryRow(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
+		t.Fatalf("pg_stat_archiver.failed_count = %s\n%s", failed, c.LogTail(30))
+	}
+	if second := daemonPID(); second == first || !alive(second) {
+		t.Fatalf("no new daemon after the first exited (pids %d, %d)", first, second)
+	}
+
+	entries, _ := os.ReadDir(walDir)
+	out := t.TempDir()
+	n := 0
+	for _, e := range entries {
+		if !segmentName.MatchString(e.Name()) || e.Name() > last {
+			continue
+		}
+		dest := filepath.Join(out, e.Name())
+		mustRun(t, repoEnv, "wal-fetch", e.Name(), dest)
+		want, _ := os.ReadFile(filepath.Join(walDir, e.Name()))
+		if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
+			t.Fatalf("segment %s: fetched copy differs", e.Name())
+		}
+		n++
+	}
+	if n < 30 {
+		t.Fatalf("only %d segments checked", n)
+	}
+}
