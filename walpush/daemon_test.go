@@ -15,21 +15,13 @@ import (
 	"github.com/walrusdb/walrus/storage/mem"
 )
 
-// startDaemon runs Serve on a fresh pg_wal until the test ends.
+// startDaemon runs Serve on a fresh pg_wal until the test ends, and
+// checks that it then returns nil and removes its socket.
 func startDaemon(t *testing.T, opts Options) cluster {
 	t.Helper()
-	root, err := os.MkdirTemp("", "wpd") // short: Unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	c := cluster{walDir: filepath.Join(root, "pg_wal")}
-	os.MkdirAll(filepath.Join(c.walDir, "archive_status"), 0o700)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, c.walDir, opts) }()
+	c, done, stop := startDaemonUntil(t, opts)
 	t.Cleanup(func() {
-		cancel()
+		stop()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
@@ -37,15 +29,7 @@ func startDaemon(t *testing.T, opts Options) cluster {
 			t.Errorf("socket left behind: %v", err)
 		}
 	})
-	for i := 0; ; i++ {
-		if _, err := os.Stat(SocketPath(c.walDir)); err == nil {
-			return c
-		}
-		if i > 500 {
-			t.Fatal("daemon socket never appeared")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return c
 }
 
 // TestDaemon: requests are answered once durable, segments are pushed
@@ -145,7 +129,7 @@ func TestDaemonIdleExit(t *testing.T) {
 	st := mem.New()
 	opts := testOptions(st)
 	opts.IdleExit = 300 * time.Millisecond
-	c, done := startDaemonUntil(t, opts)
+	c, done, _ := startDaemonUntil(t, opts)
 	p := c.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
 	if _, used, err := ViaDaemon(ctx, p, opts.Repository, false); !used || err != nil {
 		t.Fatalf("used %t, %v", used, err)
@@ -183,7 +167,7 @@ func TestDaemonExitsForOtherSettings(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions(mem.New())
 	opts.IdleExit = time.Hour
-	c, done := startDaemonUntil(t, opts)
+	c, done, _ := startDaemonUntil(t, opts)
 	p := c.ready(t, segName(1), segmentBytes(t, segName(1), testSysID, 1))
 	_, used, err := ViaDaemon(ctx, p, "mem://other", false)
 	if !used || !errors.Is(err, ErrDaemon) || !strings.Contains(err.Error(), "exits now") {
@@ -209,23 +193,24 @@ func TestDaemonExitsForOtherSettings(t *testing.T) {
 }
 
 // startDaemonUntil runs Serve on a fresh pg_wal; done receives Serve's
-// result when it returns by itself (the test ends it otherwise).
-func startDaemonUntil(t *testing.T, opts Options) (cluster, chan error) {
+// result when it returns, by itself or after stop (the test's end stops
+// it too).
+func startDaemonUntil(t *testing.T, opts Options) (c cluster, done chan error, stop context.CancelFunc) {
 	t.Helper()
 	root, err := os.MkdirTemp("", "wpd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(root) })
-	c := cluster{walDir: filepath.Join(root, "pg_wal")}
+	c = cluster{walDir: filepath.Join(root, "pg_wal")}
 	os.MkdirAll(filepath.Join(c.walDir, "archive_status"), 0o700)
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	done := make(chan error, 1)
+	done = make(chan error, 1)
 	go func() { done <- Serve(ctx, c.walDir, opts) }()
+	t.Cleanup(cancel)
 	for i := 0; ; i++ {
 		if _, err := os.Stat(SocketPath(c.walDir)); err == nil {
-			return c, done
+			return c, done, cancel
 		}
 		if i > 500 {
 			t.Fatal("daemon socket never appeared")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -91,18 +90,10 @@ func (g *globals) prefetch(cfg *config.Config, dest string) walfetch.Prefetch {
 		return walfetch.Prefetch{}
 	}
 	return walfetch.Prefetch{Dir: dir, Count: cfg.WALPrefetch, Start: func() error {
-		exe, err := os.Executable()
+		argv, err := g.selfArgv("wal-prefetch", "--dir", dir)
 		if err != nil {
 			return err
 		}
-		argv := []string{exe}
-		if g.configPath != "" {
-			argv = append(argv, "--config", g.configPath)
-		}
-		if g.verbose {
-			argv = append(argv, "--verbose")
-		}
-		argv = append(argv, "wal-prefetch", "--dir", dir)
 		if pgdata := walfetch.DataDir(cfg.PGData, dest); pgdata != "" {
 			argv = append(argv, "--pgdata", pgdata)
 		}

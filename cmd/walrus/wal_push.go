@@ -134,18 +134,10 @@ func (g *globals) startPushDaemon(ctx context.Context, cfg *config.Config, path 
 	if err := os.Mkdir(markerDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	exe, err := os.Executable()
+	argv, err := g.selfArgv("wal-push-daemon", "--idle-exit", cfg.WALPushAsyncIdle.String())
 	if err != nil {
 		return err
 	}
-	argv := []string{exe}
-	if g.configPath != "" {
-		argv = append(argv, "--config", g.configPath)
-	}
-	if g.verbose {
-		argv = append(argv, "--verbose")
-	}
-	argv = append(argv, "wal-push-daemon", "--idle-exit", cfg.WALPushAsyncIdle.String())
 	// The daemon serves pgdata/pg_wal: the data directory is the one
 	// above the pg_wal PostgreSQL named (a symlinked pg_wal included).
 	env := []string{"WALRUS_PGDATA=" + filepath.Dir(walDir)}
@@ -169,6 +161,24 @@ func (g *globals) startPushDaemon(ctx context.Context, cfg *config.Config, path 
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// selfArgv is the command line that runs this walrus binary, with this
+// call's --config and --verbose, for args: for the background processes
+// wal-fetch and wal-push start.
+func (g *globals) selfArgv(args ...string) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	argv := []string{exe}
+	if g.configPath != "" {
+		argv = append(argv, "--config", g.configPath)
+	}
+	if g.verbose {
+		argv = append(argv, "--verbose")
+	}
+	return append(argv, args...), nil
 }
 
 func repositoryID(cfg *config.Config) string {

@@ -317,10 +317,7 @@ func TestWALPushDaemon(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	burstWAL(t, c, 25, 100)
-	last := c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(t, "SELECT pg_switch_wal()")
-	c.WaitArchived(t, last, 2*time.Minute)
+	last := burstArchived(t, c, 25, 100)
 	log, _ := os.ReadFile(c.LogFile())
 	viaDaemon := strings.Count(string(log), "(via wal-push-daemon)")
 	confirmed := strings.Count(daemonLog.String(), "(confirmed true)")
@@ -333,33 +330,9 @@ func TestWALPushDaemon(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Fatalf("socket left after the daemon stopped: %v", err)
 	}
-	burstWAL(t, c, 5, 100)
-	last = c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(t, "SELECT pg_switch_wal()")
-	c.WaitArchived(t, last, 2*time.Minute)
-	if failed := c.QueryRow(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
-		t.Fatalf("pg_stat_archiver.failed_count = %s\n%s", failed, c.LogTail(30))
-	}
+	last = burstArchived(t, c, 5, 100)
 
-	walDir := filepath.Join(c.DataDir(), "pg_wal")
-	entries, _ := os.ReadDir(walDir)
-	out := t.TempDir()
-	n := 0
-	for _, e := range entries {
-		if !segmentName.MatchString(e.Name()) || e.Name() > last {
-			continue
-		}
-		dest := filepath.Join(out, e.Name())
-		mustRun(t, repoEnv, "wal-fetch", e.Name(), dest)
-		want, _ := os.ReadFile(filepath.Join(walDir, e.Name()))
-		if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
-			t.Fatalf("segment %s: fetched copy differs", e.Name())
-		}
-		n++
-	}
-	if n < 30 {
-		t.Fatalf("only %d segments checked", n)
-	}
+	fetchBackIdentical(t, repoEnv, filepath.Join(c.DataDir(), "pg_wal"), last, 30)
 }
 
 // TestWALPushAsync: with wal_push_async, archive_command's wal-push starts
@@ -400,10 +373,7 @@ func TestWALPushAsync(t *testing.T) {
 	c.Start(t)
 	c.Exec(t, "CREATE TABLE t(id int, v text)")
 
-	burstWAL(t, c, 25, 100)
-	last := c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(t, "SELECT pg_switch_wal()")
-	c.WaitArchived(t, last, 2*time.Minute)
+	last := burstArchived(t, c, 25, 100)
 	log, _ := os.ReadFile(c.LogFile())
 	viaDaemon := strings.Count(string(log), "(via wal-push-daemon)")
 	dlog, _ := os.ReadFile(filepath.Join(markerDir, walpush.DaemonLogName))
@@ -430,17 +400,19 @@ func TestWALPushAsync(t *testing.T) {
 	}
 
 	// The next wal-push starts another.
-	burstWAL(t, c, 5, 100)
-	last = c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(t, "SELECT pg_switch_wal()")
-	c.WaitArchived(t, last, 2*time.Minute)
-	if failed := c.QueryRow(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
-		t.Fatalf("pg_stat_archiver.failed_count = %s\n%s", failed, c.LogTail(30))
-	}
+	last = burstArchived(t, c, 5, 100)
 	if second := daemonPID(); second == first || !alive(second) {
 		t.Fatalf("no new daemon after the first exited (pids %d, %d)", first, second)
 	}
 
+	fetchBackIdentical(t, repoEnv, walDir, last, 30)
+}
+
+// fetchBackIdentical fetches every segment in walDir up to last with
+// wal-fetch and fails unless each is byte-identical to the file there and
+// at least min were checked.
+func fetchBackIdentical(t *testing.T, repoEnv []string, walDir, last string, min int) {
+	t.Helper()
 	entries, _ := os.ReadDir(walDir)
 	out := t.TempDir()
 	n := 0
@@ -456,7 +428,22 @@ func TestWALPushAsync(t *testing.T) {
 		}
 		n++
 	}
-	if n < 30 {
+	if n < min {
 		t.Fatalf("only %d segments checked", n)
 	}
+}
+
+// burstArchived writes n segments (burstWAL), switches to the next one,
+// waits until PostgreSQL has archived the last, and fails if any
+// archive_command failed. It returns the last segment's name.
+func burstArchived(t *testing.T, c *pgtest.Cluster, n, rowsPer int) string {
+	t.Helper()
+	burstWAL(t, c, n, rowsPer)
+	last := c.QueryRow(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	c.Exec(t, "SELECT pg_switch_wal()")
+	c.WaitArchived(t, last, 2*time.Minute)
+	if failed := c.QueryRow(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
+		t.Fatalf("pg_stat_archiver.failed_count = %s\n%s", failed, c.LogTail(30))
+	}
+	return last
 }
