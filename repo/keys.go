@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/storage"
 )
 
@@ -32,7 +33,9 @@ func RestorePointKey(name string) string { return RestorePointsPrefix + name + "
 
 // FindObject finds the object stored for base under any codec and
 // encryption suffix. It tries preferred (base+preferred suffix) with one
-// Stat first, then lists. It returns storage.ErrNotFound (wrapped) only
+// Stat first, then lists (on a local store, it Stats every suffix walrus
+// writes instead: listing would read the whole directory, every archived
+// segment, for each call). It returns storage.ErrNotFound (wrapped) only
 // when the listing succeeded and holds no such object.
 func FindObject(ctx context.Context, st storage.Store, base, preferred string) (storage.ObjectInfo, error) {
 	if preferred != "" {
@@ -48,14 +51,29 @@ func FindObject(ctx context.Context, st storage.Store, base, preferred string) (
 		}
 	}
 	var found []string
-	err := st.List(ctx, base+".", func(o storage.ObjectInfo) error {
-		if b, _, _, err := ParseKey(o.Key); err == nil && b == base {
-			found = append(found, o.Key)
+	if storage.IsLocal(st) {
+		for _, suffix := range Suffixes() {
+			if suffix == preferred {
+				continue
+			}
+			_, err := st.Stat(ctx, base+suffix)
+			switch {
+			case err == nil:
+				found = append(found, base+suffix)
+			case !errors.Is(err, storage.ErrNotFound):
+				return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", base+suffix, err)
+			}
 		}
-		return nil
-	})
-	if err != nil {
-		return storage.ObjectInfo{}, fmt.Errorf("list %s: %w", base, err)
+	} else {
+		err := st.List(ctx, base+".", func(o storage.ObjectInfo) error {
+			if b, _, _, err := ParseKey(o.Key); err == nil && b == base {
+				found = append(found, o.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			return storage.ObjectInfo{}, fmt.Errorf("list %s: %w", base, err)
+		}
 	}
 	switch len(found) {
 	case 0:
@@ -72,4 +90,16 @@ func FindObject(ctx context.Context, st storage.Store, base, preferred string) (
 	default:
 		return storage.ObjectInfo{}, fmt.Errorf("%s is stored more than once (%s): remove all but one", base, strings.Join(found, ", "))
 	}
+}
+
+// Suffixes returns every suffix walrus gives an object after its base: a
+// codec's extension, and the same followed by the encryption extension,
+// each with its leading dot. ParseKey accepts exactly these.
+func Suffixes() []string {
+	var out []string
+	for _, name := range compress.Names() {
+		c, _ := compress.ByName(name)
+		out = append(out, "."+c.Ext(), "."+c.Ext()+"."+EncryptedExt)
+	}
+	return out
 }

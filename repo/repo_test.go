@@ -8,11 +8,13 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/crypto"
 	"github.com/walrusdb/walrus/storage"
+	"github.com/walrusdb/walrus/storage/fs"
 	"github.com/walrusdb/walrus/storage/mem"
 )
 
@@ -129,29 +131,72 @@ func TestParseKey(t *testing.T) {
 	}
 }
 
+// TestFindObjectExactName: on a listing store (mem) and on a local one
+// (fs, which FindObject probes by Stat without listing the directory),
+// the same objects are found: any codec and encryption suffix, never a
+// file that only shares the prefix, and a name stored twice is reported.
 func TestFindObjectExactName(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	st := mem.New()
-	put := func(k string) {
-		if err := st.Put(ctx, k, strings.NewReader("x"), storage.PutOptions{}); err != nil {
-			t.Fatal(err)
+	fsStore, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range map[string]*listCounter{"mem": {Store: mem.New()}, "fs": {Store: fsStore}} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			put := func(k string) {
+				if err := st.Put(ctx, k, strings.NewReader("x"), storage.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A .backup file shares the segment's prefix; it must not be
+			// taken for the segment (TRAPS 4).
+			put("wal/000000010000000000000001.00000028.backup.lz4")
+			if _, err := FindObject(ctx, st, "wal/000000010000000000000001", ".lz4"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("found a segment that is not there: %v", err)
+			}
+			put("wal/000000010000000000000001.zst.age")
+			info, err := FindObject(ctx, st, "wal/000000010000000000000001", ".lz4")
+			if err != nil || info.Key != "wal/000000010000000000000001.zst.age" || info.Size != 1 {
+				t.Fatalf("FindObject: %+v %v", info, err)
+			}
+			put("wal/000000010000000000000001.lz4")
+			if _, err := FindObject(ctx, st, "wal/000000010000000000000001", ".br"); err == nil || !strings.Contains(err.Error(), "more than once") {
+				t.Fatalf("duplicate not reported: %v", err)
+			}
+			if local := storage.IsLocal(st); local != (name == "fs") || (local && st.lists.Load() != 0) {
+				t.Fatalf("local %t, %d listings", local, st.lists.Load())
+			}
+		})
+	}
+}
+
+// listCounter counts List calls and passes on whether its store is local.
+type listCounter struct {
+	storage.Store
+	lists atomic.Int64
+}
+
+func (l *listCounter) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	l.lists.Add(1)
+	return l.Store.List(ctx, prefix, fn)
+}
+
+func (l *listCounter) Local() bool { return storage.IsLocal(l.Store) }
+
+// TestSuffixesParse: every suffix FindObject probes is one ParseKey
+// accepts, and every codec appears plain and encrypted.
+func TestSuffixesParse(t *testing.T) {
+	t.Parallel()
+	got := Suffixes()
+	if len(got) != 2*len(compress.Names()) {
+		t.Fatalf("%d suffixes for %d codecs", len(got), len(compress.Names()))
+	}
+	for _, suf := range got {
+		base, _, enc, err := ParseKey("wal/000000010000000000000001" + suf)
+		if err != nil || base != "wal/000000010000000000000001" || enc != strings.HasSuffix(suf, "."+EncryptedExt) {
+			t.Errorf("%s: base %q, encrypted %t, %v", suf, base, enc, err)
 		}
-	}
-	// A .backup file shares the segment's prefix; it must not be taken
-	// for the segment (TRAPS 4).
-	put("wal/000000010000000000000001.00000028.backup.lz4")
-	if _, err := FindObject(ctx, st, "wal/000000010000000000000001", ".lz4"); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("found a segment that is not there: %v", err)
-	}
-	put("wal/000000010000000000000001.zst")
-	info, err := FindObject(ctx, st, "wal/000000010000000000000001", ".lz4")
-	if err != nil || info.Key != "wal/000000010000000000000001.zst" {
-		t.Fatalf("FindObject: %+v %v", info, err)
-	}
-	put("wal/000000010000000000000001.lz4")
-	if _, err := FindObject(ctx, st, "wal/000000010000000000000001", ".br"); err == nil || !strings.Contains(err.Error(), "more than once") {
-		t.Fatalf("duplicate not reported: %v", err)
 	}
 }
 

@@ -77,6 +77,22 @@ type RangeGetter interface {
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 }
 
+// Local is an optional interface for stores on a local file system,
+// where a Stat costs microseconds and a List reads a whole directory: a
+// caller looking for one of a few known keys should Stat each of them
+// there rather than list a prefix (a wal/ directory holds every archived
+// segment).
+type Local interface {
+	// Local reports whether the store is local in that sense.
+	Local() bool
+}
+
+// IsLocal reports whether st says it is local (see Local).
+func IsLocal(st Store) bool {
+	l, ok := st.(Local)
+	return ok && l.Local()
+}
+
 // ValidateKey reports whether key is acceptable to every backend.
 func ValidateKey(key string) error {
 	if key == "" {

@@ -455,6 +455,9 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // Close closes the inner store.
 func (s *Store) Close() error { return s.inner.Close() }
 
+// Local reports whether the inner store is local (storage.Local).
+func (s *Store) Local() bool { return storage.IsLocal(s.inner) }
+
 // breaking delivers n bytes of r, then fails with err, or, when stall is
 // set, waits for stall to end and fails with its error.
 type breaking struct {

@@ -539,6 +539,9 @@ func (s *Store) pruneEmpty(dir string) {
 // Close does nothing: a Store holds no open files between calls.
 func (s *Store) Close() error { return nil }
 
+// Local reports true: see storage.Local.
+func (s *Store) Local() bool { return true }
+
 // fileReader reads an object's bytes and fails once its context is done.
 type fileReader struct {
 	ctx context.Context

@@ -59,6 +59,9 @@ func (s *Store) Retries() int64 { return s.retries.Load() }
 // Close closes the wrapped store.
 func (s *Store) Close() error { return s.inner.Close() }
 
+// Local reports whether the inner store is local (storage.Local).
+func (s *Store) Local() bool { return storage.IsLocal(s.inner) }
+
 // do is Do with the store's options, counting retries.
 func (s *Store) do(ctx context.Context, fn func(ctx context.Context) error) error {
 	opts := s.opts
