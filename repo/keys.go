@@ -50,31 +50,44 @@ func FindObject(ctx context.Context, st storage.Store, base, preferred string) (
 			return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", base+preferred, err)
 		}
 	}
+	if !storage.IsLocal(st) {
+		return findListed(ctx, st, base)
+	}
 	var found []string
-	if storage.IsLocal(st) {
-		for _, suffix := range Suffixes() {
-			if suffix == preferred {
-				continue
-			}
-			_, err := st.Stat(ctx, base+suffix)
-			switch {
-			case err == nil:
-				found = append(found, base+suffix)
-			case !errors.Is(err, storage.ErrNotFound):
-				return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", base+suffix, err)
-			}
+	for _, suffix := range Suffixes() {
+		if suffix == preferred {
+			continue
 		}
-	} else {
-		err := st.List(ctx, base+".", func(o storage.ObjectInfo) error {
-			if b, _, _, err := ParseKey(o.Key); err == nil && b == base {
-				found = append(found, o.Key)
-			}
-			return nil
-		})
-		if err != nil {
-			return storage.ObjectInfo{}, fmt.Errorf("list %s: %w", base, err)
+		_, err := st.Stat(ctx, base+suffix)
+		switch {
+		case err == nil:
+			found = append(found, base+suffix)
+		case !errors.Is(err, storage.ErrNotFound):
+			return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", base+suffix, err)
 		}
 	}
+	return statOne(ctx, st, base, found)
+}
+
+// findListed finds the object stored for base by listing base's prefix.
+func findListed(ctx context.Context, st storage.Store, base string) (storage.ObjectInfo, error) {
+	var found []string
+	err := st.List(ctx, base+".", func(o storage.ObjectInfo) error {
+		if b, _, _, err := ParseKey(o.Key); err == nil && b == base {
+			found = append(found, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.ObjectInfo{}, fmt.Errorf("list %s: %w", base, err)
+	}
+	return statOne(ctx, st, base, found)
+}
+
+// statOne returns the ObjectInfo of the one key found for base:
+// storage.ErrNotFound (wrapped) when there is none, an error naming them
+// when there are several.
+func statOne(ctx context.Context, st storage.Store, base string, found []string) (storage.ObjectInfo, error) {
 	switch len(found) {
 	case 0:
 		return storage.ObjectInfo{}, fmt.Errorf("%s: %w", base, storage.ErrNotFound)
@@ -90,6 +103,19 @@ func FindObject(ctx context.Context, st storage.Store, base, preferred string) (
 	default:
 		return storage.ObjectInfo{}, fmt.Errorf("%s is stored more than once (%s): remove all but one", base, strings.Join(found, ", "))
 	}
+}
+
+// FindAnyObject is FindObject for a caller that expects no object yet
+// (wal-push of a new segment): on a remote store it lists base's suffixes
+// at once, one request, instead of a Stat of the preferred name that
+// misses (and, on S3, a check that the bucket exists) before the same
+// listing. On a local store, and when something is found, it is
+// FindObject.
+func FindAnyObject(ctx context.Context, st storage.Store, base, preferred string) (storage.ObjectInfo, error) {
+	if storage.IsLocal(st) {
+		return FindObject(ctx, st, base, preferred)
+	}
+	return findListed(ctx, st, base)
 }
 
 // Suffixes returns every suffix walrus gives an object after its base: a

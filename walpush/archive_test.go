@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -404,5 +406,65 @@ func TestArchiveWithoutArchiveStatus(t *testing.T) {
 	res, err := Archive(context.Background(), p, testOptions(st))
 	if err != nil || len(res.Extras) != 0 || res.Key != "wal/"+segName(1)+".lz4" {
 		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// requestLog records the storage calls made on wal/ keys, in order.
+type requestLog struct {
+	storage.Store
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *requestLog) log(op, key string) {
+	if strings.HasPrefix(key, "wal/") {
+		r.mu.Lock()
+		r.calls = append(r.calls, op)
+		r.mu.Unlock()
+	}
+}
+
+func (r *requestLog) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	r.log("stat", key)
+	return r.Store.Stat(ctx, key)
+}
+
+func (r *requestLog) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	r.log("list", prefix)
+	return r.Store.List(ctx, prefix, fn)
+}
+
+func (r *requestLog) Put(ctx context.Context, key string, rd io.Reader, opts storage.PutOptions) error {
+	r.log("put", key)
+	return r.Store.Put(ctx, key, rd, opts)
+}
+
+// TestPushNewSegmentRequests: on a remote store, pushing a new segment
+// costs one listing, the upload and the Stat that confirms it (each
+// request is a round trip to a distant S3); an existing object is still
+// found and compared, and nothing is uploaded then.
+func TestPushNewSegmentRequests(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := &requestLog{Store: mem.New()}
+	opts := testOptions(st)
+	data := segmentBytes(t, segName(1), testSysID, 1)
+	p := writeTemp(t, segName(1), data)
+	if _, err := Push(ctx, p, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(st.calls, " "); got != "list put stat" {
+		t.Fatalf("requests for a new segment: %q, want \"list put stat\"", got)
+	}
+	st.calls = nil
+	res, err := Push(ctx, p, opts)
+	if err != nil || !res.AlreadyStored {
+		t.Fatalf("second push: %+v %v", res, err)
+	}
+	if slices.Contains(st.calls, "put") {
+		t.Fatalf("an archived segment was uploaded again: %v", st.calls)
+	}
+	if !bytes.Equal(fetchPlain(t, st, segName(1)), data) {
+		t.Fatal("stored wrong")
 	}
 }

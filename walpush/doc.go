@@ -1,16 +1,18 @@
 // Package walpush archives WAL files: it is what archive_command runs.
 //
-// One push: check the repository's identity (walrus.json: same cluster,
-// same encryption setting, once per process), look for an object already
-// stored under the file's name (any codec; if there is one, compare the
+// One push: read the file once, digesting the plaintext (XXH64) while
+// compressing and encrypting it into a memory buffer; meanwhile, check the
+// repository's identity (walrus.json: same cluster, same encryption
+// setting, once per process) and look for an object already stored under
+// the file's name (any codec; on S3 one LIST). Only when both are
+// answered: a foreign repository fails; a stored object is compared (the
 // file's digest with the one recorded: XXH64, or SHA-256 for objects of
-// older walrus versions, see repo/digest.go), else read the file once,
-// digesting the plaintext (XXH64) while compressing and encrypting it
-// into a memory buffer, store the buffer with Store.Put (create-only, the
-// digest as metadata, a body the retry layer can resend whole), and
-// confirm the stored size. Files above 32 MiB, or when the process's
-// buffer budget (two 16 MiB segments) is taken, are checksummed first and
-// then streamed, and refused if the file changed in between.
+// older walrus versions, see repo/digest.go); else the buffer is stored
+// with Store.Put (create-only, the digest as metadata, a body the retry
+// layer can resend whole) and the stored size confirmed. Files above 32
+// MiB, or when the process's buffer budget (two 16 MiB segments) is taken,
+// are looked up first, then checksummed and streamed, and refused if the
+// file changed in between.
 //
 // Parallel archiving (Archive): PostgreSQL runs archive_command for one
 // file at a time and waits for it. When it asks for pg_wal/N, Archive also

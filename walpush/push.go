@@ -211,22 +211,53 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 		}
 		sum = s
 	}
-	if err := p.ensureIdentity(ctx, sysid); err != nil {
-		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
-	}
 	base := repo.WALBase(name)
-	info, err := repo.FindObject(ctx, opts.Store, base, opts.Encoder.Suffix())
-	if err == nil {
-		return compareStored(info, name, f, sum, fi.Size(), sysid)
+	reserve := fi.Size() + fi.Size()/64 + 64<<10
+	buffered := fi.Size() <= maxBuffered && p.budget.TryAcquire(reserve)
+	if buffered {
+		defer p.budget.Release(reserve)
 	}
-	if !errors.Is(err, storage.ErrNotFound) {
-		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+	// The repository's identity and the lookup of an object already
+	// stored under the name are round trips to the store (up to four
+	// on S3); they run while the file is read and compressed, and
+	// nothing is stored before both are answered.
+	var (
+		idErr, findErr error
+		found          storage.ObjectInfo
+		lookups        sync.WaitGroup
+	)
+	lookups.Go(func() { idErr = p.ensureIdentity(ctx, sysid) })
+	lookups.Go(func() { found, findErr = repo.FindAnyObject(ctx, opts.Store, base, opts.Encoder.Suffix()) })
+	var (
+		enc    *encoded
+		encErr error
+	)
+	if buffered {
+		enc, encErr = p.encode(f, fi, name, reserve)
+		if enc != nil {
+			defer p.reuse(enc.buf)
+		}
+	}
+	lookups.Wait()
+	if idErr != nil {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, idErr)
+	}
+	if findErr == nil {
+		if encErr == nil && enc != nil {
+			sum = enc.sum
+		}
+		return compareStored(found, name, f, sum, fi.Size(), sysid)
+	}
+	if !errors.Is(findErr, storage.ErrNotFound) {
+		return Result{}, fmt.Errorf("wal-push %s: %w", name, findErr)
 	}
 	var res Result
-	if reserve := fi.Size() + fi.Size()/64 + 64<<10; fi.Size() <= maxBuffered && p.budget.TryAcquire(reserve) {
-		res, err = p.putBuffered(ctx, f, fi, base, name, reserve)
-		p.budget.Release(reserve)
-	} else {
+	switch {
+	case encErr != nil:
+		return Result{}, encErr
+	case buffered:
+		res, err = p.store(ctx, f, enc, base, name)
+	default:
 		res, err = p.putStreamed(ctx, f, fi, base, name, sum)
 	}
 	if err != nil {
@@ -236,20 +267,26 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 	return res, nil
 }
 
-// putBuffered reads the file once, checksumming the plaintext while it
-// compresses and encrypts into memory, then stores the buffer with the
-// checksum as metadata. The object and its recorded checksum come from the
-// same bytes, and a retried upload can resend the whole body.
-func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, base, name string, capacity int64) (Result, error) {
-	opts := p.opts
+// encoded is a file compressed and encrypted into memory.
+type encoded struct {
+	buf *bytes.Buffer // the object's bytes; give it back with reuse
+	sum string        // the plaintext's digest
+	raw int64         // the plaintext's size
+}
+
+// encode reads the file once, digesting the plaintext while it
+// compresses and encrypts it into a buffer of capacity bytes. The object
+// and its recorded digest come from the same bytes, and a retried upload
+// can resend the whole body. The buffer is returned even with an error,
+// for reuse.
+func (p *pusher) encode(f *os.File, fi os.FileInfo, name string, capacity int64) (*encoded, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+		return nil, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	buf := p.buffer(capacity)
-	defer p.reuse(buf)
-	w, err := opts.Encoder.Wrap(buf)
+	enc := &encoded{buf: p.buffer(capacity)}
+	w, err := p.opts.Encoder.Wrap(enc.buf)
 	if err != nil {
-		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+		return enc, fmt.Errorf("wal-push %s: %w", name, err)
 	}
 	h := repo.NewDigester()
 	chunk := p.chunk()
@@ -259,21 +296,28 @@ func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, ba
 		err = cerr
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("wal-push %s: read and encode: %w", name, err)
+		return enc, fmt.Errorf("wal-push %s: read and encode: %w", name, err)
 	}
 	if err := unchanged(f, fi, raw); err != nil {
-		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
+		return enc, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	sum := h.Digest()
+	enc.sum, enc.raw = h.Digest(), raw
+	return enc, nil
+}
+
+// store stores an encoded file create-only, with its digest as metadata,
+// and confirms the stored size.
+func (p *pusher) store(ctx context.Context, f *os.File, enc *encoded, base, name string) (Result, error) {
+	opts := p.opts
 	key := base + opts.Encoder.Suffix()
-	err = opts.Store.Put(ctx, key, bytes.NewReader(buf.Bytes()), storage.PutOptions{
+	err := opts.Store.Put(ctx, key, bytes.NewReader(enc.buf.Bytes()), storage.PutOptions{
 		IfNotExists: true,
-		Size:        int64(buf.Len()),
-		Metadata:    map[string]string{repo.MetaDigest: sum, repo.MetaSize: strconv.FormatInt(raw, 10)},
+		Size:        int64(enc.buf.Len()),
+		Metadata:    map[string]string{repo.MetaDigest: enc.sum, repo.MetaSize: strconv.FormatInt(enc.raw, 10)},
 	})
 	if errors.Is(err, storage.ErrExists) {
 		// Someone stored it between our look and our write.
-		return p.compareAfterRace(ctx, base, name, f, sum, raw)
+		return p.compareAfterRace(ctx, base, name, f, enc.sum, enc.raw)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, err)
@@ -282,10 +326,10 @@ func (p *pusher) putBuffered(ctx context.Context, f *os.File, fi os.FileInfo, ba
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: confirm %s: %w", name, key, err)
 	}
-	if info.Size != int64(buf.Len()) {
-		return Result{}, fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, buf.Len())
+	if info.Size != int64(enc.buf.Len()) {
+		return Result{}, fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, enc.buf.Len())
 	}
-	return Result{Name: name, Key: key, RawSize: raw, StoredSize: info.Size, Digest: sum}, nil
+	return Result{Name: name, Key: key, RawSize: enc.raw, StoredSize: info.Size, Digest: enc.sum}, nil
 }
 
 // putStreamed checksums the file, then streams it through the encoder
