@@ -170,14 +170,7 @@ var envVars = []envVar{
 	{"WALRUS_AGE_IDENTITY_FILE", "encryption.identity_file", func(c *Config, v string) error { c.Encryption.IdentityFile = v; return nil }},
 	{"WALRUS_S3_ENDPOINT", "s3.endpoint", func(c *Config, v string) error { c.S3.Endpoint = v; return nil }},
 	{"WALRUS_S3_REGION", "s3.region", func(c *Config, v string) error { c.S3.Region = v; return nil }},
-	{"WALRUS_S3_FORCE_PATH_STYLE", "s3.force_path_style", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
-		}
-		c.S3.ForcePathStyle = b
-		return nil
-	}},
+	{"WALRUS_S3_FORCE_PATH_STYLE", "s3.force_path_style", setBool(func(c *Config) *bool { return &c.S3.ForcePathStyle })},
 	{"WALRUS_S3_ACCESS_KEY_ID", "s3.access_key_id", func(c *Config, v string) error { c.S3.AccessKeyID = v; return nil }},
 	{"WALRUS_S3_SECRET_ACCESS_KEY", "s3.secret_access_key", func(c *Config, v string) error { c.S3.SecretAccessKey = v; return nil }},
 	{"WALRUS_S3_PART_SIZE", "s3.part_size", setInt64(func(c *Config) *int64 { return &c.S3.PartSize })},
@@ -190,14 +183,7 @@ var envVars = []envVar{
 	{"WALRUS_DELTA_MAX_STEPS", "delta_max_steps", setInt(func(c *Config) *int { return &c.DeltaMaxSteps })},
 	{"WALRUS_BACKUP_RATE_LIMIT", "backup_rate_limit", setInt64(func(c *Config) *int64 { return &c.BackupRateLimit })},
 	{"WALRUS_WAL_PUSH_CONCURRENCY", "wal_push_concurrency", setInt(func(c *Config) *int { return &c.WALPushConcurrency })},
-	{"WALRUS_WAL_PUSH_ASYNC", "wal_push_async", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
-		}
-		c.WALPushAsync = b
-		return nil
-	}},
+	{"WALRUS_WAL_PUSH_ASYNC", "wal_push_async", setBool(func(c *Config) *bool { return &c.WALPushAsync })},
 	{"WALRUS_WAL_PUSH_ASYNC_IDLE", "wal_push_async_idle", setDuration(func(c *Config) *time.Duration { return &c.WALPushAsyncIdle })},
 	{"WALRUS_WAL_PREFETCH", "wal_prefetch", setInt(func(c *Config) *int { return &c.WALPrefetch })},
 	{"WALRUS_PREFETCH_DIR", "prefetch_dir", func(c *Config, v string) error { c.PrefetchDir = v; return nil }},
@@ -213,6 +199,17 @@ func setDuration(field func(*Config) *time.Duration) func(*Config, string) error
 			return fmt.Errorf("want a duration such as 90s, 10m or 1h30m (0 for none), got %q", v)
 		}
 		*field(c) = d
+		return nil
+	}
+}
+
+func setBool(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*field(c) = b
 		return nil
 	}
 }

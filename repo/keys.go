@@ -106,11 +106,10 @@ func statOne(ctx context.Context, st storage.Store, base string, found []string)
 }
 
 // FindAnyObject is FindObject for a caller that expects no object yet
-// (wal-push of a new segment): on a remote store it lists base's suffixes
-// at once, one request, instead of a Stat of the preferred name that
-// misses (and, on S3, a check that the bucket exists) before the same
-// listing. On a local store, and when something is found, it is
-// FindObject.
+// (wal-push of a new segment). On a remote store it lists base's suffixes
+// at once, one request (and a Stat of what it finds), instead of first a
+// Stat of the preferred name that misses and, on S3, a check that the
+// bucket exists. On a local store it is FindObject.
 func FindAnyObject(ctx context.Context, st storage.Store, base, preferred string) (storage.ObjectInfo, error) {
 	if storage.IsLocal(st) {
 		return FindObject(ctx, st, base, preferred)

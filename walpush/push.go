@@ -218,9 +218,9 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 		defer p.budget.Release(reserve)
 	}
 	// The repository's identity and the lookup of an object already
-	// stored under the name are round trips to the store (up to four
-	// on S3); they run while the file is read and compressed, and
-	// nothing is stored before both are answered.
+	// stored under the name are round trips to a remote store; they run
+	// while the file is read and compressed, and nothing is stored or
+	// compared before both are answered.
 	var (
 		idErr, findErr error
 		found          storage.ObjectInfo

@@ -110,8 +110,6 @@ pgBackRest's archive-async does.`,
 	}
 }
 
-// repositoryID names the repository for wal-push markers and the
-// prefetch directory: two repositories never share it.
 // daemonStartWait bounds how long wal-push waits for a daemon it started
 // to listen; after that it pushes the file itself.
 const daemonStartWait = 3 * time.Second
@@ -181,6 +179,8 @@ func (g *globals) selfArgv(args ...string) ([]string, error) {
 	return append(argv, args...), nil
 }
 
+// repositoryID names the repository for wal-push markers and the
+// prefetch directory: two repositories never share it.
 func repositoryID(cfg *config.Config) string {
 	return cfg.Repo + "\n" + cfg.S3.Endpoint
 }

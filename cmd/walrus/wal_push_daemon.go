@@ -40,8 +40,9 @@ daemon.lock there holds its process ID.`,
 		Example: `  # systemd ExecStart=, as the postgres user
   walrus --config /etc/walrus.yaml wal-push-daemon
 
-  # or let wal-push start it (postgresql.conf's archive_command unchanged)
-  WALRUS_WAL_PUSH_ASYNC=true`,
+  # or let wal-push start it: wal_push_async in the configuration, or in
+  # the environment of the server that runs archive_command
+  WALRUS_WAL_PUSH_ASYNC=true pg_ctl start -D /var/lib/postgresql/15/main`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
