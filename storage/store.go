@@ -93,6 +93,33 @@ func IsLocal(st Store) bool {
 	return ok && l.Local()
 }
 
+// MemoryBody is a Put body held in memory (*bytes.Reader and
+// *io.SectionReader are such bodies). A backend may send the bytes from
+// its current position to Size by offset instead of copying them into a
+// buffer of its own, and a retry layer may pass it on as it is: reading
+// it cannot fail, and a retry rewinds it.
+type MemoryBody interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	// Size is the length of the whole body, from offset 0.
+	Size() int64
+}
+
+// MemoryBodyRange returns the section of r that a Put sends, from its
+// current position to its end, when r is a MemoryBody.
+func MemoryBodyRange(r io.Reader) (*io.SectionReader, bool) {
+	m, ok := r.(MemoryBody)
+	if !ok {
+		return nil, false
+	}
+	pos, err := m.Seek(0, io.SeekCurrent)
+	if err != nil || pos > m.Size() {
+		return nil, false
+	}
+	return io.NewSectionReader(m, pos, m.Size()-pos), true
+}
+
 // ValidateKey reports whether key is acceptable to every backend.
 func ValidateKey(key string) error {
 	if key == "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"golang.org/x/sync/semaphore"
 
 	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/pg"
@@ -292,7 +291,7 @@ func TestPushStreamedWhenNoBuffer(t *testing.T) {
 	st := mem.New()
 	b := segmentBytes(t, segName(1), testSysID, 1)
 	p := newPusher(testOptions(st))
-	p.budget = semaphore.NewWeighted(0)
+	p.bufs = newChunkPool(0)
 	res, err := p.push(ctx, writeTemp(t, segName(1), b), nil)
 	if err != nil || res.AlreadyStored || res.RawSize != int64(len(b)) {
 		t.Fatalf("%+v %v", res, err)
@@ -466,5 +465,133 @@ func TestPushNewSegmentRequests(t *testing.T) {
 	}
 	if !bytes.Equal(fetchPlain(t, st, segName(1)), data) {
 		t.Fatal("stored wrong")
+	}
+}
+
+// sizedPuts records whether each Put of a WAL object came with its size
+// known: a single-pass push stores a buffer, a streamed one does not.
+type sizedPuts struct {
+	storage.Store
+	mu            sync.Mutex
+	sized, stream int
+}
+
+func (s *sizedPuts) Put(ctx context.Context, key string, rd io.Reader, opts storage.PutOptions) error {
+	s.mu.Lock()
+	switch {
+	case !strings.HasPrefix(key, "wal/"):
+	case opts.Size > 0:
+		s.sized++
+	default:
+		s.stream++
+	}
+	s.mu.Unlock()
+	return s.Store.Put(ctx, key, rd, opts)
+}
+
+// TestPushBuffersWithinBudget: single-pass buffers take memory as they
+// fill, not for the worst case, so four compressible segments pushed at
+// once all go the single-pass way in a budget that could not hold one
+// worst case each; a segment that does not compress and outgrows the
+// budget midway is streamed instead, stored whole, and its chunks are
+// given back.
+func TestPushBuffersWithinBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := &sizedPuts{Store: mem.New()}
+	p := newPusher(testOptions(st))
+	p.bufs = newChunkPool(4 * bufChunk)
+	var g sync.WaitGroup
+	segs := map[string][]byte{}
+	paths := map[string]string{}
+	for i := 1; i <= 4; i++ {
+		segs[segName(i)] = segmentBytes(t, segName(i), testSysID, byte(i))
+		paths[segName(i)] = writeTemp(t, segName(i), segs[segName(i)])
+	}
+	errs := make(chan error, 4)
+	for _, path := range paths {
+		g.Go(func() {
+			_, err := p.push(ctx, path, nil)
+			errs <- err
+		})
+	}
+	g.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.sized != 4 || st.stream != 0 {
+		t.Fatalf("%d single-pass and %d streamed pushes, want 4 and 0", st.sized, st.stream)
+	}
+	for name, b := range segs {
+		if !bytes.Equal(fetchPlain(t, st, name), b) {
+			t.Fatalf("%s stored wrong", name)
+		}
+	}
+
+	// Incompressible content outgrows a budget of one chunk while it is
+	// encoded.
+	noise := segmentBytes(t, segName(9), testSysID, 9)
+	_, _ = rand.NewChaCha8([32]byte{9}).Read(noise[64:])
+	p.bufs = newChunkPool(bufChunk)
+	res, err := p.push(ctx, writeTemp(t, segName(9), noise), nil)
+	if err != nil || res.RawSize != int64(len(noise)) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if st.stream != 1 {
+		t.Fatalf("the segment that outgrew the budget was not streamed (%d streamed)", st.stream)
+	}
+	if !bytes.Equal(fetchPlain(t, st, segName(9)), noise) {
+		t.Fatal("streamed segment stored wrong")
+	}
+	info, _ := st.Stat(ctx, res.Key)
+	if info.Metadata[repo.MetaDigest] != res.Digest || !strings.HasPrefix(res.Digest, "xxh64-") {
+		t.Fatalf("metadata %v, result %s", info.Metadata, res.Digest)
+	}
+	if len(p.bufs.idle) != p.bufs.held {
+		t.Fatalf("%d chunks held, %d given back", p.bufs.held, len(p.bufs.idle))
+	}
+}
+
+// TestChunkBuffer: what is written reads back at any offset, chunks are
+// reused and never exceed the pool's limit, and a buffer that finds no
+// chunk says so.
+func TestChunkBuffer(t *testing.T) {
+	t.Parallel()
+	pool := newChunkPool(3 * bufChunk)
+	data := make([]byte, 2*bufChunk+12345)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
+	w := &chunkBuffer{pool: pool}
+	for rest := data; len(rest) > 0; {
+		k := min(len(rest), 300001)
+		if n, err := w.Write(rest[:k]); n != k || err != nil {
+			t.Fatalf("write: %d %v", n, err)
+		}
+		rest = rest[k:]
+	}
+	if w.Len() != int64(len(data)) || pool.held != 3 {
+		t.Fatalf("len %d, %d chunks", w.Len(), pool.held)
+	}
+	got, err := io.ReadAll(io.NewSectionReader(w, 0, w.Len()))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, %v", len(got), err)
+	}
+	part := make([]byte, 100)
+	if n, err := w.ReadAt(part, bufChunk-50); n != 100 || err != nil || !bytes.Equal(part, data[bufChunk-50:bufChunk+50]) {
+		t.Fatalf("across a chunk boundary: %d %v", n, err)
+	}
+	if n, err := w.ReadAt(part, w.Len()-10); n != 10 || err != io.EOF {
+		t.Fatalf("at the end: %d %v", n, err)
+	}
+	// The pool is spent: a second buffer cannot start.
+	w2 := &chunkBuffer{pool: pool}
+	if n, err := w2.Write([]byte("x")); n != 0 || !errors.Is(err, errNoBuffer) {
+		t.Fatalf("write past the limit: %d %v", n, err)
+	}
+	w.release()
+	if n, err := w2.Write(data); n != len(data) || err != nil || pool.held != 3 {
+		t.Fatalf("chunks not reused: %d %v, %d chunks", n, err, pool.held)
 	}
 }

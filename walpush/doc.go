@@ -9,10 +9,12 @@
 // file's digest with the one recorded: XXH64, or SHA-256 for objects of
 // older walrus versions, see repo/digest.go); else the buffer is stored
 // with Store.Put (create-only, the digest as metadata, a body the retry
-// layer can resend whole) and the stored size confirmed. Files above 32
-// MiB, or when the process's buffer budget (two 16 MiB segments) is taken,
-// are looked up first, then checksummed and streamed, and refused if the
-// file changed in between.
+// layer can resend whole) and the stored size confirmed. The buffer is
+// made of 1 MiB chunks taken as the encoder fills it, within a budget of
+// 32 MiB per process (chunkPool), so it costs what the compressed object
+// needs. Files above 32 MiB, or a push that finds no chunk left, are
+// looked up first, then checksummed and streamed, and refused if the file
+// changed in between.
 //
 // Parallel archiving (Archive): PostgreSQL runs archive_command for one
 // file at a time and waits for it. When it asks for pg_wal/N, Archive also

@@ -1,7 +1,6 @@
 package walpush
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 
 	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/pg"
@@ -87,25 +84,12 @@ type pusher struct {
 
 	mu       sync.Mutex // held across the identity check
 	verified map[uint64]bool
-	budget   *semaphore.Weighted // bytes of single-pass buffers
-	bufs     chan *bytes.Buffer  // buffers to reuse, so a daemon's heap stays flat
-	chunks   chan []byte         // read buffers to reuse
+	bufs     *chunkPool  // single-pass buffers, within bufferBudget
+	chunks   chan []byte // read buffers to reuse
 }
 
 func newPusher(opts Options) *pusher {
-	return &pusher{opts: opts, verified: map[uint64]bool{}, budget: semaphore.NewWeighted(bufferBudget), bufs: make(chan *bytes.Buffer, 2), chunks: make(chan []byte, 4)}
-}
-
-// buffer returns an empty buffer of at least capacity bytes.
-func (p *pusher) buffer(capacity int64) *bytes.Buffer {
-	select {
-	case b := <-p.bufs:
-		b.Reset()
-		b.Grow(int(capacity))
-		return b
-	default:
-		return bytes.NewBuffer(make([]byte, 0, capacity))
-	}
+	return &pusher{opts: opts, verified: map[uint64]bool{}, bufs: newChunkPool(bufferBudget), chunks: make(chan []byte, 4)}
 }
 
 // chunk returns a read buffer of readChunk bytes.
@@ -131,14 +115,6 @@ func (p *pusher) reuseChunk(c []byte) {
 // into a block of its own. Profiles of io.Copy's 32 KiB reads showed a
 // push costing 19-20 ms of CPU per 16 MiB segment against 15 ms this way.
 const readChunk = compress.BlockSize
-
-// reuse keeps a buffer for a later push, or drops it.
-func (p *pusher) reuse(b *bytes.Buffer) {
-	select {
-	case p.bufs <- b:
-	default:
-	}
-}
 
 func (p *pusher) logf(format string, args ...any) {
 	if p.opts.Logf != nil {
@@ -174,11 +150,12 @@ type fileID struct {
 // buffer; larger files (big --wal-segsize) are read twice and streamed.
 const maxBuffered = 32 << 20
 
-// bufferBudget bounds the memory that one process reserves for
-// single-pass pushes at once (room for two 16 MiB segments, as many as two
-// cores compress at once); a push that finds no room streams instead,
+// bufferBudget bounds the memory of one process's single-pass buffers
+// (chunkPool): room for the compressed objects of several segments at
+// once (a 16 MiB segment of WAL usually compresses to 1-8 MiB), or of two
+// that do not compress at all. A push that finds no room streams instead,
 // reading the file twice.
-const bufferBudget = 34 << 20
+const bufferBudget = 32 << 20
 
 // push archives the file at path. With marks, a marker for the file is
 // confirmed against the repository first and, if it holds, nothing is
@@ -212,11 +189,7 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 		sum = s
 	}
 	base := repo.WALBase(name)
-	reserve := fi.Size() + fi.Size()/64 + 64<<10
-	buffered := fi.Size() <= maxBuffered && p.budget.TryAcquire(reserve)
-	if buffered {
-		defer p.budget.Release(reserve)
-	}
+	buffered := fi.Size() <= maxBuffered
 	// The repository's identity and the lookup of an object already
 	// stored under the name are round trips to a remote store; they run
 	// while the file is read and compressed, and nothing is stored or
@@ -233,9 +206,14 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 		encErr error
 	)
 	if buffered {
-		enc, encErr = p.encode(f, fi, name, reserve)
-		if enc != nil {
-			defer p.reuse(enc.buf)
+		enc, encErr = p.encode(f, fi, name)
+		switch {
+		case errors.Is(encErr, errNoBuffer):
+			// No room to hold it all: give the chunks back now, stream.
+			enc.buf.release()
+			enc, encErr, buffered = nil, nil, false
+		case enc != nil:
+			defer enc.buf.release()
 		}
 	}
 	lookups.Wait()
@@ -269,21 +247,21 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 
 // encoded is a file compressed and encrypted into memory.
 type encoded struct {
-	buf *bytes.Buffer // the object's bytes; give it back with reuse
-	sum string        // the plaintext's digest
-	raw int64         // the plaintext's size
+	buf *chunkBuffer // the object's bytes; release it when done
+	sum string       // the plaintext's digest
+	raw int64        // the plaintext's size
 }
 
 // encode reads the file once, digesting the plaintext while it
-// compresses and encrypts it into a buffer of capacity bytes. The object
-// and its recorded digest come from the same bytes, and a retried upload
-// can resend the whole body. The buffer is returned even with an error,
-// for reuse.
-func (p *pusher) encode(f *os.File, fi os.FileInfo, name string, capacity int64) (*encoded, error) {
+// compresses and encrypts it into a buffer from p.bufs. The object and
+// its recorded digest come from the same bytes, and a retried upload can
+// resend the whole body. The buffer is returned even with an error, for
+// reuse. errNoBuffer means the budget had no room for the object.
+func (p *pusher) encode(f *os.File, fi os.FileInfo, name string) (*encoded, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("wal-push %s: %w", name, err)
 	}
-	enc := &encoded{buf: p.buffer(capacity)}
+	enc := &encoded{buf: &chunkBuffer{pool: p.bufs}}
 	w, err := p.opts.Encoder.Wrap(enc.buf)
 	if err != nil {
 		return enc, fmt.Errorf("wal-push %s: %w", name, err)
@@ -310,9 +288,9 @@ func (p *pusher) encode(f *os.File, fi os.FileInfo, name string, capacity int64)
 func (p *pusher) store(ctx context.Context, f *os.File, enc *encoded, base, name string) (Result, error) {
 	opts := p.opts
 	key := base + opts.Encoder.Suffix()
-	err := opts.Store.Put(ctx, key, bytes.NewReader(enc.buf.Bytes()), storage.PutOptions{
+	err := opts.Store.Put(ctx, key, io.NewSectionReader(enc.buf, 0, enc.buf.Len()), storage.PutOptions{
 		IfNotExists: true,
-		Size:        int64(enc.buf.Len()),
+		Size:        enc.buf.Len(),
 		Metadata:    map[string]string{repo.MetaDigest: enc.sum, repo.MetaSize: strconv.FormatInt(enc.raw, 10)},
 	})
 	if errors.Is(err, storage.ErrExists) {
@@ -326,7 +304,7 @@ func (p *pusher) store(ctx context.Context, f *os.File, enc *encoded, base, name
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-push %s: confirm %s: %w", name, key, err)
 	}
-	if info.Size != int64(enc.buf.Len()) {
+	if info.Size != enc.buf.Len() {
 		return Result{}, fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, enc.buf.Len())
 	}
 	return Result{Name: name, Key: key, RawSize: enc.raw, StoredSize: info.Size, Digest: enc.sum}, nil

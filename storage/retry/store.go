@@ -189,7 +189,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 			return Permanent(fmt.Errorf("put %s: rewind the body for another attempt: %w", key, err))
 		}
 		cr := &countingReader{r: b}
-		err = s.inner.Put(ctx, key, cr, opts)
+		var body io.Reader = cr
+		if _, ok := b.(storage.MemoryBody); ok {
+			// It cannot fail and is rewound for each attempt: no need
+			// to count, and the backend may then send it without a copy.
+			body = b
+		}
+		err = s.inner.Put(ctx, key, body, opts)
 		switch {
 		case err == nil:
 			return nil

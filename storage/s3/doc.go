@@ -35,7 +35,8 @@
 // shared by all its Puts and reused: at most 2 × Concurrency + 2 of them
 // exist (48 MiB by default), so the memory of uploads stays bounded
 // whatever the objects' sizes and however many Puts run at once; a Put
-// waits for a free buffer. An object becomes visible only when the single
+// waits for a free buffer. A body already in memory (storage.MemoryBody)
+// that fits one part is sent as it is, without a buffer or a copy. An object becomes visible only when the single
 // PUT or the CompleteMultipartUpload succeeds, so readers never see part
 // of it. Retries are the SDK's default retryer; every attempt sends a
 // whole part from its buffer, never a half-consumed stream. When the body

@@ -212,7 +212,15 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if opts.IfNotExists {
 		in.IfNoneMatch = aws.String("*")
 	}
-	err := s.upload(ctx, in, b)
+	var err error
+	if m, ok := storage.MemoryBodyRange(r); ok && m.Size() <= int64(s.buffers.size) && (opts.Size <= 0 || opts.Size == m.Size()) {
+		// Already in memory and one part: sent as it is, not copied
+		// into a part buffer (wal-push's objects).
+		in.Body, in.ContentLength = m, aws.Int64(m.Size())
+		_, err = s.client.PutObject(ctx, in)
+	} else {
+		err = s.upload(ctx, in, b)
+	}
 	if err == nil {
 		return nil
 	}

@@ -59,3 +59,35 @@ func TestPutsShareBoundedBuffers(t *testing.T) {
 		t.Fatalf("%d of %d buffers returned", len(st.buffers.slots), bufferBudget(cfg.Concurrency))
 	}
 }
+
+// TestMemoryBodyNotCopied: a body already in memory that fits one part is
+// sent as it is, without taking a part buffer (wal-push's objects); a
+// larger one still goes up in parts.
+func TestMemoryBodyNotCopied(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	st, err := New(t.Context(), testConfig(srv, srv.NewBucket(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := randomData(3, 3<<20)
+	if err := st.Put(t.Context(), "memory/small", io.NewSectionReader(bytes.NewReader(small), 0, int64(len(small))), storage.PutOptions{Size: int64(len(small))}); err != nil {
+		t.Fatal(err)
+	}
+	if st.buffers.made != 0 {
+		t.Fatalf("%d part buffers allocated for a body in memory", st.buffers.made)
+	}
+	if got := readAll(t, st, "memory/small"); !bytes.Equal(got, small) {
+		t.Fatalf("stored %d bytes, want %d", len(got), len(small))
+	}
+	large := randomData(4, int(st.buffers.size)+1)
+	if err := st.Put(t.Context(), "memory/large", bytes.NewReader(large), storage.PutOptions{Size: int64(len(large))}); err != nil {
+		t.Fatal(err)
+	}
+	if st.buffers.made == 0 {
+		t.Fatal("a body larger than a part did not go up in parts")
+	}
+	if got := readAll(t, st, "memory/large"); !bytes.Equal(got, large) {
+		t.Fatalf("stored %d bytes, want %d", len(got), len(large))
+	}
+}

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Empty", testEmpty},
 		{"Large", testLarge},
 		{"DeclaredSize", testDeclaredSize},
+		{"MemoryBody", testMemoryBody},
 		{"List", testList},
 		{"ListCallbackError", testListCallbackError},
 		{"ManyKeys", testManyKeys},
@@ -447,6 +448,31 @@ func testDeclaredSize(t *testing.T, st storage.Store) {
 		t.Fatalf("Put of 5 bytes declared as 10 succeeded, want an error")
 	}
 	wantContent(t, st, "sized/exact", data)
+}
+
+// testMemoryBody: a body held in memory (storage.MemoryBody) is stored
+// from its current position to its end, whatever path the backend takes
+// for it, and a declared size is still enforced.
+func testMemoryBody(t *testing.T, st storage.Store) {
+	data := randomBytes(7, 100<<10)
+	r := bytes.NewReader(data)
+	if _, err := r.Seek(1000, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(t.Context(), "memory/rest", r, storage.PutOptions{Size: int64(len(data) - 1000)}); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, st, "memory/rest", data[1000:])
+	sec := io.NewSectionReader(bytes.NewReader(data), 5000, 20000)
+	if err := st.Put(t.Context(), "memory/section", sec, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, st, "memory/section", data[5000:25000])
+	err := st.Put(t.Context(), "memory/wrong", io.NewSectionReader(bytes.NewReader(data), 0, 10), storage.PutOptions{Size: 11})
+	if err == nil {
+		t.Fatal("Put of 10 bytes in memory declared as 11 succeeded, want an error")
+	}
+	wantAbsent(t, st, "memory/wrong")
 }
 
 func testList(t *testing.T, st storage.Store) {
