@@ -85,6 +85,9 @@ type Options struct {
 	// WALTimeout bounds the wait for the backup's WAL in the repository.
 	// 0: DefaultWALTimeout.
 	WALTimeout time.Duration
+	// LockWait is how long to wait for a delete's exclusive repository
+	// lock (repo.AcquireLock) before failing; 0 fails at once.
+	LockWait time.Duration
 	// Progress, when not nil, receives a redrawn status line (a terminal).
 	Progress io.Writer
 	// Logf, when not nil, receives a line for each phase.
@@ -183,6 +186,26 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	if err := lockCluster(ctx, conn); err != nil {
 		return Result{}, fmt.Errorf("backup-push: %w", err)
 	}
+	// The repository's shared lock, from before the delta base is chosen
+	// until the manifest is written: a delete (exclusive) can never remove
+	// the base of this backup, or its parts as those of an unfinished
+	// backup, while it runs. Losing the lock ends ctx.
+	lock, err := repo.AcquireLock(ctx, opts.Store, repo.LockShared, "backup-push", repo.LockOptions{
+		Wait:    opts.LockWait,
+		Waiting: func(h repo.LockInfo) { infof("backup-push: waiting up to %s for %s", opts.LockWait, h) },
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("backup-push: %w", err)
+	}
+	defer func() {
+		if cause := context.Cause(lock.Context()); err != nil && errors.Is(cause, repo.ErrLockLost) {
+			err = fmt.Errorf("%w (%v; nothing of this backup is listed: run backup-push again)", err, cause)
+		}
+		if rerr := lock.Release(ctx); rerr != nil {
+			logf("backup-push: %v", rerr)
+		}
+	}()
+	ctx = lock.Context()
 	watchClient(ctx, conn)
 	spcNames, err := pg.Tablespaces(ctx, conn)
 	if err != nil {
@@ -296,6 +319,16 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	m.Codec = opts.Encoder.Codec.Name()
 	m.Encrypted = opts.Encoder.Encrypted()
 	m.BackupLabel, m.TablespaceMap = stop.Label, stop.TablespaceMap
+	// The lock kept deletes away; if it was lost (taken for stale and
+	// removed), the base may be gone: never list a delta without it.
+	if err := lock.Check(ctx); err != nil {
+		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+	}
+	if m.DeltaFrom != nil {
+		if _, err := catalog.ReadManifest(ctx, opts.Store, *m.DeltaFrom); err != nil {
+			return Result{}, fmt.Errorf("backup-push %s: the base backup is no longer readable: %w; run backup-push again", name, err)
+		}
+	}
 	if err := catalog.WriteManifest(ctx, opts.Store, m); err != nil {
 		// If the manifest was stored after all (a reply lost on the way
 		// back), its parts must stay: never a listed but gutted backup.

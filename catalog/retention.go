@@ -711,6 +711,12 @@ type ExecuteOptions struct {
 	BatchSize int
 	// Now stamps the tombstones; zero means time.Now().
 	Now time.Time
+	// Lock sets how Execute waits for the repository's exclusive lock.
+	Lock repo.LockOptions
+	// Held is the exclusive lock when the caller took it before
+	// planning (so that the plan is of the repository as the delete
+	// finds it); Execute then does not take one, nor release it.
+	Held *repo.Lock
 }
 
 // DeleteResult is what Execute deleted.
@@ -739,17 +745,39 @@ var ErrPlanStale = errors.New("the repository changed since the delete was plann
 //  4. Delete WAL, oldest first, so that what remains stays contiguous.
 //  5. Delete the restore points.
 //
+// Execute holds the repository's exclusive lock throughout (opts.Held,
+// or taken before step 1 with opts.Lock's wait): no backup-push runs
+// meanwhile, so none
+// can choose a base it deletes or have its unfinished parts taken for an
+// orphan's, and no backup-mark rewrites a manifest it removes.
+//
 // Every Delete's error stops the execution and is returned: a failed key
 // is never skipped silently. An execution that stops part way is finished
 // by planning and executing the same rule again: a backup whose manifest
 // is gone but whose tombstone remains is deleted as an orphan at once; WAL
 // and restore points are planned from the backups that remain, which are
 // the same.
-func (p *DeletionPlan) Execute(ctx context.Context, st storage.Store, opts ExecuteOptions) (DeleteResult, error) {
-	var res DeleteResult
+func (p *DeletionPlan) Execute(ctx context.Context, st storage.Store, opts ExecuteOptions) (res DeleteResult, err error) {
 	if p.Empty() {
 		return res, nil
 	}
+	lk := opts.Held
+	if lk == nil || lk.Info().Mode != repo.LockExclusive {
+		if lk, err = repo.AcquireLock(ctx, st, repo.LockExclusive, "delete", opts.Lock); err != nil {
+			return res, fmt.Errorf("%w; nothing was deleted", err)
+		}
+		defer func() {
+			if rerr := lk.Release(ctx); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	defer func() {
+		if cause := context.Cause(lk.Context()); err != nil && errors.Is(cause, repo.ErrLockLost) {
+			err = fmt.Errorf("%w (%v)", err, cause)
+		}
+	}()
+	ctx = lk.Context()
 	batch := opts.BatchSize
 	if batch <= 0 {
 		batch = DefaultDeleteBatch
@@ -882,9 +910,22 @@ func (p *DeletionPlan) checkNewBackups(ctx context.Context, st storage.Store) er
 // encoding is re-encoded); it is decoded and compared with the old one
 // before it is stored, and stored with one Put that replaces the object
 // atomically (fs: rename; S3: a single PUT), so a reader sees the old
-// manifest or the new one. Do not run it while a delete runs: a delete
-// checks each manifest just before it removes it, but not atomically.
-func SetPermanent(ctx context.Context, st storage.Store, name string, permanent bool) (*Manifest, bool, error) {
+// manifest or the new one. It holds the repository's shared lock
+// (repo.AcquireLock, with lock's wait) while it reads and rewrites, so it
+// never runs beside a delete, which could otherwise remove the manifest
+// between the read and the rewrite and have the rewrite bring back a
+// manifest without data.
+func SetPermanent(ctx context.Context, st storage.Store, name string, permanent bool, lock repo.LockOptions) (_ *Manifest, _ bool, err error) {
+	lk, err := repo.AcquireLock(ctx, st, repo.LockShared, "backup-mark", lock)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() {
+		if rerr := lk.Release(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	ctx = lk.Context()
 	if name == Latest {
 		m, err := Resolve(ctx, st, name)
 		if err != nil {

@@ -433,7 +433,7 @@ func TestExecuteRechecks(t *testing.T) {
 	ctx := context.Background()
 	r := newRetRepo(t).wal(1, 10).full("f1", 2, false).full("f2", 4, false).full("f3", 6, false)
 	p := r.plan(Rule{Kind: RuleRetain, Retain: 1})
-	if _, _, err := SetPermanent(ctx, r.st, "f1", true); err != nil {
+	if _, _, err := SetPermanent(ctx, r.st, "f1", true, repo.LockOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Execute(ctx, r.st, ExecuteOptions{}); !errors.Is(err, ErrPlanStale) {
@@ -459,6 +459,54 @@ func TestExecuteRechecks(t *testing.T) {
 	}
 }
 
+// TestDeleteLocks: a delete never runs beside a backup-push or a
+// backup-mark (they hold the shared lock): it fails, deleting nothing and
+// naming the command, or waits for it; and backup-mark does not rewrite a
+// manifest while a delete runs.
+func TestDeleteLocks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRetRepo(t).wal(1, 10).full("f1", 2, false).full("f2", 4, false).full("f3", 6, false)
+	p := r.plan(Rule{Kind: RuleRetain, Retain: 1})
+	push, err := repo.AcquireLock(ctx, r.st, repo.LockShared, "backup-push", repo.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := r.keys()
+	_, err = p.Execute(ctx, r.st, ExecuteOptions{})
+	if !errors.Is(err, repo.ErrLocked) || !strings.Contains(err.Error(), "backup-push") || !strings.Contains(err.Error(), "nothing was deleted") {
+		t.Fatalf("delete beside a backup-push: %v", err)
+	}
+	if got := r.keys(); !reflect.DeepEqual(got, before) {
+		t.Fatalf("the refused delete changed the repository:\n%v\nwant\n%v", got, before)
+	}
+	// Told to wait, it runs once the backup-push is done.
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = push.Release(ctx)
+	}()
+	waited := false
+	if _, err := p.Execute(ctx, r.st, ExecuteOptions{Lock: repo.LockOptions{Wait: time.Minute, Waiting: func(repo.LockInfo) { waited = true }}}); err != nil || !waited {
+		t.Fatalf("delete after waiting (waited %t): %v", waited, err)
+	}
+	if _, err := ReadManifest(ctx, r.st, "f1"); !errors.Is(err, ErrNoBackup) {
+		t.Fatalf("f1 not deleted: %v", err)
+	}
+
+	// backup-mark refuses while a delete holds the lock.
+	del, err := repo.AcquireLock(ctx, r.st, repo.LockExclusive, "delete", repo.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer del.Release(ctx)
+	if _, _, err := SetPermanent(ctx, r.st, "f3", true, repo.LockOptions{}); !errors.Is(err, repo.ErrLocked) || !strings.Contains(err.Error(), "delete") {
+		t.Fatalf("backup-mark beside a delete: %v", err)
+	}
+	if m, err := ReadManifest(ctx, r.st, "f3"); err != nil || m.Permanent {
+		t.Fatalf("f3 changed: %+v %v", m, err)
+	}
+}
+
 // TestSetPermanent: the manifest is rewritten with only the flag changed.
 func TestSetPermanent(t *testing.T) {
 	t.Parallel()
@@ -474,7 +522,7 @@ func TestSetPermanent(t *testing.T) {
 		return b
 	}
 	orig := get("d1")
-	m, changed, err := SetPermanent(ctx, r.st, Latest, true)
+	m, changed, err := SetPermanent(ctx, r.st, Latest, true, repo.LockOptions{})
 	if err != nil || !changed || m.Name != "d1" || !m.Permanent {
 		t.Fatalf("mark LATEST: %v %v %+v", changed, err, m)
 	}
@@ -482,17 +530,17 @@ func TestSetPermanent(t *testing.T) {
 	if want := bytes.Replace(orig, []byte(`"permanent": false`), []byte(`"permanent": true`), 1); !bytes.Equal(marked, want) {
 		t.Fatalf("marked manifest differs beyond the flag:\n%s\nwant\n%s", marked, want)
 	}
-	if _, changed, err := SetPermanent(ctx, r.st, "d1", true); err != nil || changed {
+	if _, changed, err := SetPermanent(ctx, r.st, "d1", true, repo.LockOptions{}); err != nil || changed {
 		t.Fatalf("marking again: %v %v", changed, err)
 	}
 	bs, _ := ListBackups(ctx, r.st)
 	if !bs[1].Permanent || bs[0].Permanent {
 		t.Fatalf("listing: %+v", bs)
 	}
-	if _, _, err := SetPermanent(ctx, r.st, "d1", false); err != nil || !bytes.Equal(get("d1"), orig) {
+	if _, _, err := SetPermanent(ctx, r.st, "d1", false, repo.LockOptions{}); err != nil || !bytes.Equal(get("d1"), orig) {
 		t.Fatalf("unmarking: %v\n%s", err, get("d1"))
 	}
-	if _, _, err := SetPermanent(ctx, r.st, "nope", true); !errors.Is(err, ErrNoBackup) {
+	if _, _, err := SetPermanent(ctx, r.st, "nope", true, repo.LockOptions{}); !errors.Is(err, ErrNoBackup) {
 		t.Fatalf("marking a missing backup: %v", err)
 	}
 	// A manifest in another encoding is re-encoded, still with only the
@@ -502,7 +550,7 @@ func TestSetPermanent(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.put(repo.ManifestKey("d1"), compact.String())
-	if m, _, err := SetPermanent(ctx, r.st, "d1", true); err != nil || !m.Permanent {
+	if m, _, err := SetPermanent(ctx, r.st, "d1", true, repo.LockOptions{}); err != nil || !m.Permanent {
 		t.Fatalf("marking a compact manifest: %v", err)
 	}
 	got, err := ReadManifest(ctx, r.st, "d1")

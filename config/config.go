@@ -62,6 +62,9 @@ type Config struct {
 	// WALPushAsyncIdle is how long a daemon started by wal-push waits for
 	// the next request before it exits.
 	WALPushAsyncIdle time.Duration `yaml:"wal_push_async_idle"`
+	// LockWait is how long backup-push, backup-mark and delete wait for a
+	// conflicting repository lock (repo.AcquireLock) before they fail.
+	LockWait time.Duration `yaml:"lock_wait"`
 	// WALPrefetch is how many following segments wal-fetch downloads ahead.
 	WALPrefetch int `yaml:"wal_prefetch"`
 	// PrefetchDir is where prefetched segments wait (outside PGDATA).
@@ -127,6 +130,9 @@ const (
 	DefaultPartSize      = 1 << 30
 	DefaultDeltaMaxSteps = 6
 	DefaultWALPrefetch   = 8
+	// DefaultLockWait is lock_wait's default: long enough for a delete to
+	// finish, far shorter than a backup.
+	DefaultLockWait = 5 * time.Minute
 	// DefaultRetryMaxAttempts and DefaultRetryCallTimeout are the retry
 	// section's defaults.
 	DefaultRetryMaxAttempts = 5
@@ -144,6 +150,7 @@ func defaults() Config {
 		WALPushConcurrency:  4,
 		WALPrefetch:         DefaultWALPrefetch,
 		WALPushAsyncIdle:    time.Minute,
+		LockWait:            DefaultLockWait,
 		Retry:               Retry{MaxAttempts: DefaultRetryMaxAttempts, CallTimeout: DefaultRetryCallTimeout},
 	}
 }
@@ -185,6 +192,7 @@ var envVars = []envVar{
 	{"WALRUS_WAL_PUSH_CONCURRENCY", "wal_push_concurrency", setInt(func(c *Config) *int { return &c.WALPushConcurrency })},
 	{"WALRUS_WAL_PUSH_ASYNC", "wal_push_async", setBool(func(c *Config) *bool { return &c.WALPushAsync })},
 	{"WALRUS_WAL_PUSH_ASYNC_IDLE", "wal_push_async_idle", setDuration(func(c *Config) *time.Duration { return &c.WALPushAsyncIdle })},
+	{"WALRUS_LOCK_WAIT", "lock_wait", setDuration(func(c *Config) *time.Duration { return &c.LockWait })},
 	{"WALRUS_WAL_PREFETCH", "wal_prefetch", setInt(func(c *Config) *int { return &c.WALPrefetch })},
 	{"WALRUS_PREFETCH_DIR", "prefetch_dir", func(c *Config, v string) error { c.PrefetchDir = v; return nil }},
 	{"WALRUS_RETRY_MAX_ATTEMPTS", "retry.max_attempts", setInt(func(c *Config) *int { return &c.Retry.MaxAttempts })},
@@ -459,7 +467,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"retry.call_timeout", c.Retry.CallTimeout}, {"command_timeout", c.CommandTimeout}} {
+	}{{"retry.call_timeout", c.Retry.CallTimeout}, {"command_timeout", c.CommandTimeout}, {"lock_wait", c.LockWait}} {
 		if d.v < 0 {
 			return keyErr(d.key, fmt.Sprintf("%v is negative: give a duration such as 10m, or 0 for none", d.v))
 		}
@@ -529,6 +537,7 @@ func (c *Config) Redacted() string {
 		"wal_prefetch":               strconv.Itoa(c.WALPrefetch),
 		"wal_push_async":             strconv.FormatBool(c.WALPushAsync),
 		"wal_push_async_idle":        c.WALPushAsyncIdle.String(),
+		"lock_wait":                  c.LockWait.String(),
 		"prefetch_dir":               c.PrefetchDir,
 		"retry.max_attempts":         strconv.Itoa(c.Retry.MaxAttempts),
 		"retry.call_timeout":         c.Retry.CallTimeout.String(),

@@ -9,6 +9,7 @@
 //	backups/<name>/parts/...             backup data
 //	backups/<name>/manifest.json         written last; makes the backup exist
 //	restore-points/<name>.json           named restore points
+//	locks/<mode>-<time>-<random>.json    locks of running commands (lock.go)
 //
 // Encoding: an object's codec and encryption are visible in its name, so a
 // change of the compression setting never makes older objects unreadable.

@@ -32,8 +32,8 @@ consistency point, not to later times, once newer WAL has expired.
 
 The mark is the "permanent" field of the backup's manifest: the manifest is
 rewritten with only that value changed, in one atomic replacement. Marking a
-backup that already has the mark changes nothing. Do not run it while a
-delete runs.`,
+backup that already has the mark changes nothing. While a delete runs,
+backup-mark waits for it (lock_wait, 5 minutes by default), then fails.`,
 		Example: `  walrus backup-mark base_20261121T193012Z_000000010000000000000004
   walrus backup-mark LATEST
   walrus backup-mark base_20261121T193012Z_000000010000000000000004 --impermanent`,
@@ -53,12 +53,12 @@ func runBackupMark(cmd *cobra.Command, g *globals, o backupMarkOptions, name str
 			return usageError{err}
 		}
 	}
-	_, r, err := g.openRepo(ctx)
+	cfg, r, err := g.openRepo(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	m, changed, err := catalog.SetPermanent(ctx, r.Store, name, !o.impermanent)
+	m, changed, err := catalog.SetPermanent(ctx, r.Store, name, !o.impermanent, lockWaiting("backup-mark", cfg.LockWait))
 	if err != nil {
 		return fmt.Errorf("backup-mark %s: %w", name, err)
 	}

@@ -43,7 +43,9 @@ The cluster must archive its WAL into the same repository (archive_command =
 its end is there. Parts are uploaded upload_concurrency at a time, cut at
 part_size; backup_rate_limit caps the read rate. A backup that fails or is
 interrupted leaves no backup behind and no backup open on the server. Only
-one backup of a cluster runs at a time.
+one backup of a cluster runs at a time. It holds the repository's shared
+lock (locks/) from before it chooses a delta base until its manifest is
+written: while a delete runs it waits up to lock_wait (5m), then fails.
 
 By default the backup is a page delta of the newest backup in the repository
 while that backup's chain holds fewer than delta_max_steps deltas (default 6;
@@ -103,6 +105,7 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 		DeltaFrom:            o.deltaFrom,
 		DeltaMaxSteps:        cfg.DeltaMaxSteps,
 		IgnoreChecksumErrors: o.ignoreChecksumErrors,
+		LockWait:             cfg.LockWait,
 		Logf:                 tracelog.DebugLogger.Printf,
 		Infof:                tracelog.InfoLogger.Printf,
 	}

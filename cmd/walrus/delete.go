@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/walrusdb/walrus/internal/progress"
+	"github.com/walrusdb/walrus/repo"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -66,7 +67,13 @@ Execution order: the manifests first, newest first (a backup disappears as a
 whole; a delta before its base), then their data, then WAL (oldest first),
 then restore points. A delete that stops part way never leaves a listed
 backup that cannot be restored; running the same delete again finishes it.
-Do not run delete while backup-push or backup-mark run.`,
+
+With --confirm, delete takes the repository's exclusive lock (an object
+under locks/) before it plans: it waits up to lock_wait (5 minutes by
+default) while a backup-push or backup-mark runs, then fails, deleting
+nothing; and no backup-push or backup-mark starts while it runs (they wait
+for it the same way). A lock left by a killed command expires 30 minutes
+after its last refresh, at once on the host that took it.`,
 		Example: `  walrus delete retain 7                 # print the plan
   walrus delete retain 7 --confirm       # execute it
   walrus delete before base_20261121T193012Z_000000010000000000000004 --confirm
@@ -131,11 +138,26 @@ func runDelete(cmd *cobra.Command, g *globals, o deleteOptions, args []string) e
 	if err != nil {
 		return err
 	}
-	_, r, err := g.openRepo(ctx)
+	cfg, r, err := g.openRepo(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	var lock *repo.Lock
+	if o.confirm {
+		// The exclusive lock before planning: the plan printed is of the
+		// repository as it is deleted, with no backup-push or
+		// backup-mark running.
+		if lock, err = repo.AcquireLock(ctx, r.Store, repo.LockExclusive, "delete", lockWaiting("delete", cfg.LockWait)); err != nil {
+			return fmt.Errorf("delete %s: %w; nothing was deleted", rule, err)
+		}
+		defer func() {
+			if rerr := lock.Release(ctx); rerr != nil {
+				tracelog.WarningLogger.Printf("delete %s: %v", rule, rerr)
+			}
+		}()
+		ctx = lock.Context()
+	}
 	recs, err := restorepoint.List(ctx, r.Store)
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
@@ -166,7 +188,7 @@ func runDelete(cmd *cobra.Command, g *globals, o deleteOptions, args []string) e
 		tracelog.InfoLogger.Printf("delete %s: nothing was deleted: run it again with --confirm to delete %d object(s), %s", rule, plan.Objects, sizeString(plan.Bytes))
 		return nil
 	}
-	opts := catalog.ExecuteOptions{}
+	opts := catalog.ExecuteOptions{Held: lock}
 	if f, ok := g.stderr.(*os.File); ok && progress.IsTerminal(f) {
 		opts.Progress = f
 	}

@@ -161,3 +161,11 @@ func exactArgs(n int) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// lockWaiting returns the repository lock options of a command that waits
+// up to wait for a conflicting lock, saying once what it waits for.
+func lockWaiting(command string, wait time.Duration) repo.LockOptions {
+	return repo.LockOptions{Wait: wait, Waiting: func(h repo.LockInfo) {
+		tracelog.InfoLogger.Printf("%s: waiting up to %s (lock_wait) for %s", command, wait, h)
+	}}
+}

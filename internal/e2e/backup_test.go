@@ -288,6 +288,30 @@ func TestBackupInterrupted(t *testing.T) {
 	if len(bs) != 1 || bs[0].Name != name {
 		t.Fatalf("backup-list after a successful push: %+v (pushed %s)", bs, name)
 	}
+
+	// A delete never runs beside a backup-push (the repository lock): told
+	// not to wait, it fails at once naming the backup and deletes nothing;
+	// told to wait, it runs once the backup is done.
+	before := len(storedParts(repoDir))
+	cmd, stderr := startWalrus(t, slowEnv, "backup-push", "--full", c.DataDir())
+	waitFor(t, "a part of the slow backup in the repository", func() bool { return len(storedParts(repoDir)) > before })
+	r := run(t, append(append([]string{}, env...), "WALRUS_LOCK_WAIT=0s"), "delete", "everything", "--confirm")
+	if r.code == 0 || !strings.Contains(r.stderr, "locked by another command: backup-push") || !strings.Contains(r.stderr, "nothing was deleted") {
+		t.Fatalf("delete beside a backup-push: exit %d\n%s", r.code, r.stderr)
+	}
+	if bs := listBackups(t, env); len(bs) != 1 || bs[0].Name != name {
+		t.Fatalf("after the refused delete: %+v", bs)
+	}
+	r = run(t, append(append([]string{}, env...), "WALRUS_LOCK_WAIT=2m"), "delete", "retain", "1", "--confirm")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the slow backup-push: %v\n%s", err, stderr.String())
+	}
+	if r.code != 0 || !strings.Contains(r.stderr, "waiting up to 2m0s (lock_wait) for backup-push") {
+		t.Fatalf("delete waiting for a backup-push: exit %d\n%s", r.code, r.stderr)
+	}
+	if bs := listBackups(t, env); len(bs) != 1 || bs[0].Name == name {
+		t.Fatalf("after delete retain 1: %+v, want only the new full backup", bs)
+	}
 }
 
 // startWalrus starts walrus in the background; its stderr is collected.
