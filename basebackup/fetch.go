@@ -35,6 +35,10 @@ type FetchOptions struct {
 	Decoder *repo.Decoder
 	// Backup is a backup name or catalog.Latest.
 	Backup string
+	// AllowUnauthenticated restores backups of an encrypted repository
+	// that have no manifest authenticator (catalog.ErrNoAuthenticator).
+	// A manifest that does not match its authenticator is never restored.
+	AllowUnauthenticated bool
 	// Dest is the directory to restore into: absent or empty.
 	Dest string
 	// TablespaceMap maps a tablespace, given by its OID or its original
@@ -105,6 +109,13 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 		if l.Encrypted && opts.Decoder.Decryptor == nil {
 			return FetchResult{}, fmt.Errorf("backup-fetch %s: backup %s: %w", m.Name, l.Name, repo.ErrNoIdentity)
 		}
+	}
+	if _, err := catalog.AuthenticateChain(ctx, opts.Store, opts.Decoder, links, opts.AllowUnauthenticated); err != nil {
+		hint := "do not restore it: its manifest was changed after the backup was taken; restore another backup (walrus backup-list shows them)"
+		if errors.Is(err, catalog.ErrNoAuthenticator) {
+			hint = "it was written by a walrus older than manifest authenticators, or its authenticator was removed; if you trust the repository, restore it with --allow-unauthenticated"
+		}
+		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w; nothing was written: %s", m.Name, err, hint)
 	}
 	if err := opts.Recovery.Target.Validate(&m.Backup); err != nil {
 		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)

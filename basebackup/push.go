@@ -329,6 +329,15 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 			return Result{}, fmt.Errorf("backup-push %s: the base backup is no longer readable: %w; run backup-push again", name, err)
 		}
 	}
+	if opts.Encoder.Encrypted() {
+		akey, err := catalog.WriteAuthenticator(ctx, opts.Store, opts.Encoder, m)
+		if err != nil {
+			return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
+		}
+		up.mu.Lock()
+		up.stored = append(up.stored, akey)
+		up.mu.Unlock()
+	}
 	if err := catalog.WriteManifest(ctx, opts.Store, m); err != nil {
 		// If the manifest was stored after all (a reply lost on the way
 		// back), its parts must stay: never a listed but gutted backup.

@@ -24,7 +24,8 @@
 //
 // manifest.json is plaintext JSON (so that listing and delta planning need
 // no decryption key). It holds paths, sizes, modes and checksums, never
-// file contents. Top-level keys:
+// file contents; on an encrypted repository it is authenticated by an
+// encrypted copy of its SHA-256 beside it (auth.go). Top-level keys:
 //
 //	format_version     1
 //	name               the backup's name, e.g. base_20261121T193012Z_000000010000000000000004

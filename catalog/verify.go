@@ -336,7 +336,9 @@ type verifyTarget struct {
 // file has its recorded size and CRC-32C, every increment parses (package
 // delta: header, block list, pages, both checksums) and matches its
 // recorded file size, page count, stored size and CRC-32C; global/pg_control
-// parses and belongs to the backup's system. It checks that every file of
+// parses and belongs to the backup's system. On an encrypted repository,
+// each manifest matches its authenticator (CheckAuthenticator; a missing
+// one is a problem too). It checks that every file of
 // the backup can be restored from the chain's manifests (FileSources), and
 // that the WAL from the backup's start to its finish LSN is archived,
 // stored once (WALIndex.Missing).
@@ -395,6 +397,9 @@ func VerifyBackups(ctx context.Context, opts VerifyOptions, names []string) (*Ve
 				}
 			}
 		}
+	}
+	if err := authenticateLinks(ctx, st, dec, order); err != nil {
+		return nil, err
 	}
 	if err := verifyWAL(ctx, st, dec, targets, summaries); err != nil {
 		return nil, err
@@ -746,4 +751,36 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// authenticateLinks checks the manifest authenticator of every backup read
+// when the repository is encrypted, recording a problem for each that
+// does not match or is missing.
+func authenticateLinks(ctx context.Context, st storage.Store, dec *repo.Decoder, checks []*linkCheck) error {
+	links := make([]*Manifest, len(checks))
+	for i, c := range checks {
+		links[i] = c.m
+	}
+	encrypted, err := encryptedRepository(ctx, st, links)
+	if err != nil {
+		return fmt.Errorf("verify backups: %w", err)
+	}
+	if !encrypted {
+		return nil
+	}
+	for _, c := range checks {
+		err := CheckAuthenticator(ctx, st, dec, c.m.Name)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, repo.ErrNoIdentity):
+			return fmt.Errorf("verify backup %s: %w", c.m.Name, err)
+		case errors.Is(err, ErrNoAuthenticator):
+			c.problem(Problem{Message: err.Error() + ": written by a walrus older than manifest authenticators, or removed; backup-fetch refuses it without --allow-unauthenticated"})
+		default:
+			c.problem(Problem{Message: err.Error() + ": the manifest was changed after the backup was taken; do not restore it"})
+		}
+	}
+	return nil
 }

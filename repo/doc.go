@@ -7,6 +7,7 @@
 //	walrus.json                          Identity: format version, system identifier, encrypted or not
 //	wal/<WAL file name>.<codec ext>[.age] WAL segments, .history, .backup files
 //	backups/<name>/parts/...             backup data
+//	backups/<name>/manifest-auth.*.age   manifest's SHA-256, encrypted (catalog/auth.go)
 //	backups/<name>/manifest.json         written last; makes the backup exist
 //	restore-points/<name>.json           named restore points
 //	locks/<mode>-<time>-<random>.json    locks of running commands (lock.go)

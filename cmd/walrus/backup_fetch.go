@@ -28,6 +28,7 @@ type backupFetchOptions struct {
 	targetTime      string
 	targetLSN       string
 	targetTimeline  string
+	allowUnauth     bool
 }
 
 func (o *backupFetchOptions) AddFlags(fs *pflag.FlagSet) {
@@ -38,6 +39,7 @@ func (o *backupFetchOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.targetTime, "target-time", "", "recover to this time: RFC 3339 or PostgreSQL's form, e.g. '2026-11-21 18:50:00.123456+00'")
 	fs.StringVar(&o.targetLSN, "target-lsn", "", "recover to this WAL position, e.g. 0/16B3748")
 	fs.StringVar(&o.targetTimeline, "target-timeline", "", "recovery_target_timeline: latest (PostgreSQL's default), current, or a timeline number")
+	fs.BoolVar(&o.allowUnauth, "allow-unauthenticated", false, "on an encrypted repository, restore backups whose manifest has no authenticator (written by a walrus older than authenticators); a manifest that does not match its authenticator is never restored")
 }
 
 // target builds the recovery target from the flags; at most one may be set.
@@ -113,7 +115,10 @@ deleted between backups do not appear.
 
 Everything is checked before anything is written (the manifests of the backup
 and of its chain, that every part of each is present, that the targets are
-empty); every file is checked
+empty). On an encrypted repository each manifest must match its
+authenticator, the SHA-256 of the manifest that backup-push wrote encrypted
+beside it (manifests are plaintext, so that listing and delta planning need
+no identity): a manifest changed in the bucket is refused. Every file is checked
 against its size and checksum. A restore that fails says so and leaves DEST
 without pg_control, PG_VERSION and recovery.signal, so it cannot start:
 remove it and retry. When the configuration came from environment variables,
@@ -201,12 +206,13 @@ func runBackupFetch(cmd *cobra.Command, g *globals, o backupFetchOptions, dest, 
 		}
 	}
 	opts := basebackup.FetchOptions{
-		Store:         r.Store,
-		Decoder:       r.Decoder,
-		Backup:        choice.Backup.Name,
-		Dest:          absDest,
-		TablespaceMap: spcMap,
-		Concurrency:   cfg.DownloadConcurrency,
+		Store:                r.Store,
+		Decoder:              r.Decoder,
+		Backup:               choice.Backup.Name,
+		AllowUnauthenticated: o.allowUnauth,
+		Dest:                 absDest,
+		TablespaceMap:        spcMap,
+		Concurrency:          cfg.DownloadConcurrency,
 		Recovery: basebackup.Recovery{
 			RestoreCommand: rc.Command,
 			ConfigFile:     rc.ConfigFile,

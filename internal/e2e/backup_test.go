@@ -369,3 +369,74 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestTamperedManifest (TRAPS.md 29): on an encrypted repository a
+// manifest edited in the bucket is refused by backup-fetch (nothing is
+// written) and reported by backup-verify; a backup whose authenticator is
+// gone is refused unless --allow-unauthenticated.
+func TestTamperedManifest(t *testing.T) {
+	t.Parallel()
+	repoEnv, repoDir := storages[0].setup(t)
+	keys := pgtest.SharedDir(t)
+	identity := filepath.Join(keys, "age.key")
+	recipient := strings.TrimSpace(mustRun(t, nil, "keygen", "--output", identity).stdout)
+	pgtest.ChownPostgres(t, keys)
+	pushEnv := append(append([]string{}, repoEnv...), "WALRUS_AGE_RECIPIENTS="+recipient)
+	c, _ := archivingCluster(t, pushEnv)
+	env := append(append([]string{}, pushEnv...), "WALRUS_POSTGRES_DSN="+c.DSN(), "WALRUS_AGE_IDENTITY_FILE="+identity)
+	name := strings.TrimSpace(mustRun(t, env, "backup-push", c.DataDir()).stdout)
+
+	manifest := filepath.Join(repoDir, "backups", name, "manifest.json")
+	orig, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Point global/pg_control at another checksum, as one would to pass
+	// off another file.
+	i := bytes.Index(orig, []byte(`{"path":"global/pg_control"`))
+	j := bytes.Index(orig[i:], []byte(`"crc32c":"`))
+	if i < 0 || j < 0 {
+		t.Fatalf("no pg_control entry in the manifest:\n%s", orig)
+	}
+	k := i + j + len(`"crc32c":"`)
+	tampered := append([]byte(nil), orig...)
+	tampered[k] = "01"[(tampered[k]-'0'+1)%2]
+	if tampered[k] == orig[k] {
+		tampered[k] = 'f'
+	}
+	if err := os.WriteFile(manifest, tampered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "restore")
+	r := run(t, env, "backup-fetch", dest, name)
+	if r.code == 0 || !strings.Contains(r.stderr, "does not match its authenticator") || !strings.Contains(r.stderr, "nothing was written") {
+		t.Fatalf("backup-fetch of a tampered manifest: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("backup-fetch of a tampered manifest created %s: %v", dest, err)
+	}
+	rep, r := backupVerify(t, env, name)
+	if rep.OK || len(rep.Backups) != 1 || len(rep.Backups[0].Problems) == 0 || !strings.Contains(rep.Backups[0].Problems[0].Message, "does not match its authenticator") {
+		t.Fatalf("backup-verify of a tampered manifest: %+v\n%s", rep, r.stderr)
+	}
+
+	// Without its authenticator.
+	if err := os.WriteFile(manifest, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auths, _ := filepath.Glob(filepath.Join(repoDir, "backups", name, "manifest-auth.*.age"))
+	if len(auths) != 1 {
+		t.Fatalf("authenticators of %s: %v", name, auths)
+	}
+	if err := os.Remove(auths[0]); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, env, "backup-fetch", dest, name)
+	if r.code == 0 || !strings.Contains(r.stderr, "has no authenticator") || !strings.Contains(r.stderr, "--allow-unauthenticated") {
+		t.Fatalf("backup-fetch without an authenticator: exit %d\n%s", r.code, r.stderr)
+	}
+	mustRun(t, env, "backup-fetch", dest, name, "--allow-unauthenticated", "--target-immediate")
+	if _, err := os.Stat(filepath.Join(dest, "global", "pg_control")); err != nil {
+		t.Fatalf("restore with --allow-unauthenticated: %v", err)
+	}
+}
