@@ -74,10 +74,22 @@ func Open(ctx context.Context, cfg *config.Config) (*Repo, error) {
 		SecretAccessKey: cfg.S3.SecretAccessKey,
 		PartSize:        cfg.S3.PartSize,
 		Concurrency:     cfg.S3.Concurrency,
+		// retry.max_attempts 1 asks for no retries; otherwise a part
+		// gets at least s3's default (its body may be a stream that no
+		// layer above can replay).
+		PartAttempts: partAttempts(cfg.Retry.MaxAttempts),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
 	st = retry.New(st, retry.Options{MaxAttempts: cfg.Retry.MaxAttempts, CallTimeout: cfg.Retry.CallTimeout})
 	return &Repo{Store: st, Encoder: enc, Decoder: dec, Description: open.Describe(cfg.Repo)}, nil
+}
+
+// partAttempts is s3.Config.PartAttempts for retry.max_attempts n.
+func partAttempts(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return max(n, s3.DefaultPartAttempts)
 }

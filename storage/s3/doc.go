@@ -30,20 +30,23 @@
 //
 // Put reads the body into part buffers: a body shorter than one part goes
 // up as a single PutObject, a longer one as a multipart upload with at
-// most Concurrency parts (2 unless configured) in flight while the next
-// is read. The buffers, PartSize bytes each, come from a pool of the Store
+// most Concurrency parts (2 unless configured) in flight while the next is
+// read. The buffers, PartSize bytes each, come from a pool of the Store
 // shared by all its Puts and reused: at most 2 × Concurrency + 2 of them
 // exist (48 MiB by default), so the memory of uploads stays bounded
 // whatever the objects' sizes and however many Puts run at once; a Put
 // waits for a free buffer. A body already in memory (storage.MemoryBody)
-// that fits one part is sent as it is, without a buffer or a copy. An object becomes visible only when the single
-// PUT or the CompleteMultipartUpload succeeds, so readers never see part
-// of it. Retries are the SDK's default retryer; every attempt sends a
-// whole part from its buffer, never a half-consumed stream. When the body
-// fails, the context ends, a part fails or the size differs from
-// PutOptions.Size, the upload is aborted (also when the context is
-// already cancelled) and nothing is stored. Objects are limited to 10,000
-// parts, i.e. about 78 GiB with the default part size.
+// that fits one part is sent as it is, without a buffer or a copy. An
+// object becomes visible only when the single PUT or the
+// CompleteMultipartUpload succeeds, so readers never see part of it.
+// Retries are the SDK's standard retryer; every attempt sends a whole part
+// from its buffer, never a half-consumed stream. UploadPart gets
+// Config.PartAttempts attempts (10 by default) and no retry quota, since
+// the body behind a multipart upload is often a stream that no layer above
+// can replay. When the body fails, the context ends, a part fails or the
+// size differs from PutOptions.Size, the upload is aborted (also when the
+// context is already cancelled) and nothing is stored. Objects are limited
+// to 10,000 parts, i.e. about 78 GiB with the default part size.
 //
 // IfNotExists is enforced twice: Put first asks HeadObject and fails with
 // storage.ErrExists when the key is present, then sends the upload with

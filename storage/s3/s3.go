@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -73,7 +75,16 @@ type Config struct {
 	PartSize int64
 	// Concurrency is the number of parts of one Put uploaded at once.
 	Concurrency int
+	// PartAttempts is how many times one part of a multipart upload is
+	// sent before the upload fails (0: DefaultPartAttempts). A part is
+	// resent from its buffer; the body of a Put behind it may be a stream
+	// that no layer above can replay, so a backup of hours must not fail
+	// for the SDK's default of 3 attempts.
+	PartAttempts int
 }
+
+// DefaultPartAttempts is Config.PartAttempts when 0.
+const DefaultPartAttempts = 10
 
 // Store is an S3 storage.Store.
 type Store struct {
@@ -82,6 +93,7 @@ type Store struct {
 	prefix      string // "" or ending in '/'
 	concurrency int    // parts of one Put in flight
 	buffers     *partBuffers
+	partRetry   func(*awss3.Options) // the retry policy of UploadPart
 
 	bucketSeen atomic.Bool // HeadBucket succeeded once
 }
@@ -169,13 +181,35 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*awss3.Options)) (
 		}
 	}
 	client := awss3.NewFromConfig(awsCfg, append([]func(*awss3.Options){endpoint}, optFns...)...)
+	attempts := cfg.PartAttempts
+	if attempts <= 0 {
+		attempts = DefaultPartAttempts
+	}
 	return &Store{
 		client:      client,
 		bucket:      cfg.Bucket,
 		prefix:      prefix,
 		concurrency: concurrency,
 		buffers:     newPartBuffers(int(partSize), bufferBudget(concurrency)),
+		partRetry:   partRetryOption(attempts, nil),
 	}, nil
+}
+
+// partRetryOption is the retry policy of UploadPart: the SDK's standard
+// one (which errors are retried, backoff with jitter up to 20 s unless
+// backoff is given), attempts attempts, and no retry quota: the quota is
+// shared by the whole client, and a long backup on a flaky link would
+// run it dry.
+func partRetryOption(attempts int, backoff retry.BackoffDelayer) func(*awss3.Options) {
+	return func(o *awss3.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = attempts
+			so.RateLimiter = ratelimit.None
+			if backoff != nil {
+				so.Backoff = backoff
+			}
+		})
+	}
 }
 
 func (s *Store) objectKey(key string) string { return s.prefix + key }

@@ -140,7 +140,7 @@ func (s *Store) uploadParts(ctx context.Context, in *awss3.PutObjectInput, uploa
 				PartNumber:    aws.Int32(num),
 				Body:          bytes.NewReader(part),
 				ContentLength: aws.Int64(int64(len(part))),
-			})
+			}, s.partRetry)
 			if err != nil {
 				return fmt.Errorf("upload part %d: %w", num, err)
 			}

@@ -2,12 +2,18 @@ package s3
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/walrusdb/walrus/internal/s3test"
 	"github.com/walrusdb/walrus/storage"
 )
@@ -90,4 +96,63 @@ func TestMemoryBodyNotCopied(t *testing.T) {
 	if got := readAll(t, st, "memory/large"); !bytes.Equal(got, large) {
 		t.Fatalf("stored %d bytes, want %d", len(got), len(large))
 	}
+}
+
+// onlyReader hides everything but Read: a body no layer can replay, as a
+// backup part streamed through a pipe.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+// TestPartRetriedPastSDKDefault: a part of a multipart upload that fails
+// more often than the SDK's default of 3 attempts is still sent, from its
+// buffer, while the body is a stream that cannot be read again; with
+// fewer attempts allowed the upload fails and leaves nothing.
+func TestPartRetriedPastSDKDefault(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	var mu sync.Mutex
+	failures := 0
+	ic := &interceptor{fn: func(req *http.Request) *http.Response {
+		if req.Method != http.MethodPut || req.URL.Query().Get("partNumber") != "2" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if failures >= 4 {
+			return nil
+		}
+		failures++
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+		return xmlError(http.StatusServiceUnavailable, "ServiceUnavailable")
+	}}
+	bucket := srv.NewBucket(t)
+	st, err := newStore(t.Context(), testConfig(srv, bucket), func(o *awss3.Options) { o.HTTPClient = ic })
+	if err != nil {
+		t.Fatal(err)
+	}
+	noWait := retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
+	st.partRetry = partRetryOption(DefaultPartAttempts, noWait)
+	data := randomData(9, 12<<20)
+	if err := st.Put(t.Context(), "parts/retried", onlyReader{bytes.NewReader(data)}, storage.PutOptions{Size: -1}); err != nil {
+		t.Fatalf("Put with a part failing 4 times: %v", err)
+	}
+	if got := readAll(t, st, "parts/retried"); !bytes.Equal(got, data) {
+		t.Fatalf("stored %d bytes, want %d", len(got), len(data))
+	}
+	if failures != 4 {
+		t.Fatalf("%d failures injected, want 4", failures)
+	}
+
+	// Three attempts (the SDK's default) are not enough.
+	failures = 0
+	st.partRetry = partRetryOption(3, noWait)
+	if err := st.Put(t.Context(), "parts/failed", onlyReader{bytes.NewReader(data)}, storage.PutOptions{Size: -1}); err == nil {
+		t.Fatal("Put with a part failing 4 times in 3 attempts succeeded")
+	}
+	if _, err := st.Stat(t.Context(), "parts/failed"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the failed upload left an object: %v", err)
+	}
+	assertNoUploads(t, srv, bucket)
 }
