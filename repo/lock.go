@@ -155,7 +155,11 @@ func tryLock(ctx context.Context, st storage.Store, mode LockMode, command, host
 	_, _ = rand.Read(rnd[:])
 	info.Key = LocksPrefix + string(mode) + "-" + now.Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(rnd[:]) + ".json"
 	body, _ := json.Marshal(info)
+	// Registered before it is written: another goroutine of this process
+	// that sees the object must take it for live, not for a leftover.
+	heldHere.Store(info.Key, true)
 	if err := st.Put(ctx, info.Key, bytes.NewReader(body), storage.PutOptions{IfNotExists: true, Size: int64(len(body))}); err != nil {
+		heldHere.Delete(info.Key)
 		return nil, LockInfo{}, fmt.Errorf("take a %s lock: write %s: %w", mode, info.Key, err)
 	}
 	holder, stales, conflict, err := conflicting(ctx, st, info, opts)
@@ -166,13 +170,13 @@ func tryLock(ctx context.Context, st storage.Store, mode LockMode, command, host
 			_ = st.Delete(ctx, stales...)
 		}
 		l := &Lock{st: st, info: info, opts: opts, done: make(chan struct{})}
-		heldHere.Store(info.Key, true)
 		l.start(ctx)
 		return l, LockInfo{}, nil
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	_ = st.Delete(dctx, info.Key)
 	cancel()
+	heldHere.Delete(info.Key)
 	if err != nil {
 		return nil, LockInfo{}, fmt.Errorf("take a %s lock: %w", mode, err)
 	}
@@ -346,4 +350,36 @@ func (l *Lock) Release(ctx context.Context) error {
 		return fmt.Errorf("release lock %s: %w (it expires %s after its last refresh)", l.info.Key, err, l.opts.Stale)
 	}
 	return nil
+}
+
+// HeldLock is a lock found in the repository, and whether it is stale
+// (see AcquireLock).
+type HeldLock struct {
+	LockInfo
+	Stale bool
+}
+
+// ListLocks returns the locks in the repository, oldest key first.
+func ListLocks(ctx context.Context, st storage.Store) ([]HeldLock, error) {
+	var objs []storage.ObjectInfo
+	if err := st.List(ctx, LocksPrefix, func(oi storage.ObjectInfo) error {
+		objs = append(objs, oi)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list %s: %w", LocksPrefix, err)
+	}
+	host, _ := os.Hostname()
+	opts := LockOptions{Now: time.Now, Stale: DefaultLockStale}
+	var out []HeldLock
+	for _, oi := range objs {
+		l, err := readLock(ctx, st, oi)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, HeldLock{LockInfo: l, Stale: stale(l, oi.ModTime, host, opts)})
+	}
+	return out, nil
 }

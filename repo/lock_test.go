@@ -57,6 +57,10 @@ func TestLockModes(t *testing.T) {
 			if n := len(lockKeys(t, st)); n != 2 {
 				t.Fatalf("%d lock objects, want the 2 held", n)
 			}
+			held, err := repo.ListLocks(ctx, st)
+			if err != nil || len(held) != 2 || held[0].Stale || held[1].Stale || held[0].Command+held[1].Command != "backup-pushbackup-mark" && held[0].Command+held[1].Command != "backup-markbackup-push" {
+				t.Fatalf("ListLocks: %+v %v", held, err)
+			}
 			for _, l := range []*repo.Lock{a, b} {
 				if err := l.Release(ctx); err != nil {
 					t.Fatal(err)
