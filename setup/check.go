@@ -59,6 +59,7 @@ const (
 	StepConfig         = "configuration"
 	StepEncryption     = "encryption"
 	StepRepository     = "repository"
+	StepLocks          = "locks"
 	StepServer         = "server"
 	StepArchiveMode    = "archive_mode"
 	StepWALLevel       = "wal_level"
@@ -166,6 +167,7 @@ func Check(ctx context.Context, o CheckOptions) *CheckResult {
 	if c.openRepo(ctx) {
 		defer c.r.Close()
 		c.probeRepo(ctx)
+		c.checkLocks(ctx)
 	}
 	conn := c.connect(ctx)
 	if conn == nil {
@@ -336,6 +338,27 @@ func (c *checker) probeRepo(ctx context.Context) {
 		if err := id.CheckEncryption(c.r.Encoder.Encrypted()); err != nil {
 			c.add(StepEncryption, StatusFail, "use the repository's encryption setting, or a new repository", "%v", err)
 		}
+	}
+}
+
+// checkLocks lists the repository locks: commands running now, and
+// stale locks that killed commands left (they expire by themselves).
+func (c *checker) checkLocks(ctx context.Context) {
+	locks, err := repo.ListLocks(ctx, c.r.Store)
+	if err != nil {
+		c.add(StepLocks, StatusWarn, "", "cannot list the repository locks: %v", err)
+		return
+	}
+	if len(locks) == 0 {
+		c.add(StepLocks, StatusOK, "", "no backup-push, backup-mark or delete is running")
+		return
+	}
+	for _, l := range locks {
+		if l.Stale {
+			c.add(StepLocks, StatusWarn, "nothing to do: it is ignored, and the next delete --confirm removes it", "stale lock of a command that is gone: %s", l.LockInfo)
+			continue
+		}
+		c.add(StepLocks, StatusOK, "", "running: %s", l.LockInfo)
 	}
 }
 

@@ -29,6 +29,8 @@ func newCheckCmd(g *globals) *cobra.Command {
   repository       the repository is reachable and writable: an object is
                    written under check/, read back and deleted; walrus.json
                    matches the encryption setting and the cluster
+  locks            backup-push, backup-mark or delete running (their
+                   repository locks), and stale locks of killed commands
   server           walrus connects (postgres.dsn or PG* variables)
   archive_mode     on or always, wal_level replica or logical
   archive_command  runs walrus wal-push with a configuration naming the

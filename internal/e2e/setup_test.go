@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -165,6 +166,28 @@ func TestSetupStoppedCluster(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(repoDir, "check")); !os.IsNotExist(err) {
 		t.Errorf("check left its probe behind: %v", err)
+	}
+	if !strings.Contains(r.stdout, "ok    locks            no backup-push, backup-mark or delete is running") {
+		t.Errorf("check does not report the repository's locks:\n%s", r.stdout)
+	}
+	// A lock that a killed backup-push on another host left an hour ago
+	// is reported as stale, a warning only.
+	lockPath := filepath.Join(repoDir, "locks", "shared-20260101T000000.000000000Z-0123456789ab.json")
+	old := time.Now().Add(-time.Hour).UTC()
+	body := fmt.Sprintf(`{"mode":"shared","command":"backup-push","host":"elsewhere","pid":4242,"started":%q,"refreshed":%q}`, old.Format(time.RFC3339), old.Format(time.RFC3339))
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeShared(t, filepath.Dir(lockPath), filepath.Base(lockPath), body)
+	if err := os.Chtimes(lockPath, old, old); err != nil {
+		t.Fatal(err)
+	}
+	r = mustRun(t, env, "--config", cfgPath, "check")
+	if !strings.Contains(r.stdout, "WARN  locks            stale lock of a command that is gone: backup-push (shared lock locks/shared-20260101T000000.000000000Z-0123456789ab.json, host elsewhere, pid 4242") {
+		t.Errorf("check does not report the stale lock:\n%s", r.stdout)
+	}
+	if err := os.Remove(lockPath); err != nil {
+		t.Fatal(err)
 	}
 
 	t.Run("unreachable repository", func(t *testing.T) {
