@@ -53,16 +53,11 @@ var ErrManifestTampered = errors.New("the backup's manifest does not match its a
 // manifestDigest is the SHA-256 of raw, a manifest as stored, with its
 // "permanent" value taken as false.
 func manifestDigest(raw []byte) string {
-	head := raw
-	if i := bytes.Index(raw, []byte("\n  \"files\": [")); i >= 0 {
-		head = raw[:i]
-	}
 	h := sha256.New()
-	if marked := []byte("\n  \"permanent\": true,\n"); bytes.Count(head, marked) == 1 {
-		i := bytes.Index(head, marked)
+	if i := permanentAt(raw, true); i >= 0 {
 		h.Write(raw[:i])
-		h.Write([]byte("\n  \"permanent\": false,\n"))
-		h.Write(raw[i+len(marked):])
+		h.Write(permanentLine(false))
+		h.Write(raw[i+len(permanentLine(true)):])
 	} else {
 		h.Write(raw)
 	}
@@ -70,7 +65,7 @@ func manifestDigest(raw []byte) string {
 }
 
 // WriteAuthenticator stores the authenticator of m, encoded (compressed,
-// encrypted) by enc, create-only. It is written before the manifest
+// encrypted) by enc. It is written before the manifest
 // (WriteManifest encodes m to the same bytes), so that every listed
 // backup of an encrypted repository has one.
 // It returns the key written.
@@ -83,7 +78,11 @@ func WriteAuthenticator(ctx context.Context, st storage.Store, enc *repo.Encoder
 		return "", fmt.Errorf("write manifest authenticator: %w", err)
 	}
 	body, _ := json.Marshal(authenticator{Backup: m.Name, ManifestSHA256: manifestDigest(buf.Bytes())})
-	w, err := enc.Put(ctx, st, authBase(m.Name), bytes.NewReader(body), storage.PutOptions{IfNotExists: true})
+	// Not create-only: each encryption of the same body differs, so a
+	// retried upload whose first attempt was stored (its answer lost)
+	// could not tell its own object from another; the name is the
+	// backup's own, and the manifest, written next, is create-only.
+	w, err := enc.Put(ctx, st, authBase(m.Name), bytes.NewReader(body), storage.PutOptions{})
 	if err != nil {
 		return "", fmt.Errorf("write manifest authenticator of %s: %w", m.Name, err)
 	}

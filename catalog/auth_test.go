@@ -7,12 +7,15 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walrusdb/walrus/compress"
 	"github.com/walrusdb/walrus/crypto"
 	"github.com/walrusdb/walrus/repo"
 	"github.com/walrusdb/walrus/storage"
+	"github.com/walrusdb/walrus/storage/faulty"
 	"github.com/walrusdb/walrus/storage/mem"
+	"github.com/walrusdb/walrus/storage/retry"
 )
 
 // authFixture is an encrypted repository holding one full backup with its
@@ -176,5 +179,28 @@ func TestNoAuthenticatorUnencrypted(t *testing.T) {
 	}
 	if checked, err := AuthenticateChain(ctx, r.st, &repo.Decoder{}, []*Manifest{r.ms["f1"]}, false); err != nil || checked {
 		t.Fatalf("checked %t, %v", checked, err)
+	}
+}
+
+// TestAuthenticatorLostAnswer: an authenticator upload that was stored
+// but whose answer was lost is retried and succeeds (each encryption
+// differs, so a create-only retry could not recognise its own object).
+func TestAuthenticatorLostAnswer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, enc, dec, _ := authFixture(t)
+	inner := mem.New()
+	st := retry.New(faulty.New(inner, faulty.Script{Rules: []faulty.Rule{{Ops: faulty.Put, Kind: faulty.FailAfter, Calls: []int{1}, Err: faulty.ErrTransient}}}),
+		retry.Options{MaxAttempts: 3, BaseDelay: time.Millisecond})
+	m := validManifest("f9", sysID, 1, segLSN(2))
+	m.Encrypted = true
+	if _, err := WriteAuthenticator(ctx, st, enc, m); err != nil {
+		t.Fatalf("authenticator after a lost answer: %v", err)
+	}
+	if err := WriteManifest(ctx, st, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAuthenticator(ctx, inner, dec, "f9"); err != nil {
+		t.Fatal(err)
 	}
 }

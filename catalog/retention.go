@@ -747,9 +747,9 @@ var ErrPlanStale = errors.New("the repository changed since the delete was plann
 //
 // Execute holds the repository's exclusive lock throughout (opts.Held,
 // or taken before step 1 with opts.Lock's wait): no backup-push runs
-// meanwhile, so none
-// can choose a base it deletes or have its unfinished parts taken for an
-// orphan's, and no backup-mark rewrites a manifest it removes.
+// meanwhile, so none can choose a base it deletes or have its unfinished
+// parts taken for an orphan's, and no backup-mark rewrites a manifest it
+// removes.
 //
 // Every Delete's error stops the execution and is returned: a failed key
 // is never skipped silently. An execution that stops part way is finished
@@ -970,21 +970,31 @@ func SetPermanent(ctx context.Context, st storage.Store, name string, permanent 
 	return m, true, nil
 }
 
-// withPermanent returns the manifest raw (decoded as m) with "permanent"
-// set, checked by decoding it again.
-func withPermanent(raw []byte, m *Manifest, permanent bool) ([]byte, error) {
-	field := func(v bool) []byte { return []byte(fmt.Sprintf("\n  \"permanent\": %v,\n", v)) }
-	// The manifest's header, before the file list: in walrus's encoding a
-	// newline never occurs inside a JSON string, so these bytes are the
-	// top-level key.
+// permanentLine is the "permanent" key of a manifest in walrus's
+// encoding, with value v.
+func permanentLine(v bool) []byte { return []byte(fmt.Sprintf("\n  \"permanent\": %v,\n", v)) }
+
+// permanentAt returns where permanentLine(v) stands in the manifest raw,
+// or -1 when it is not there exactly once before the file list (in
+// walrus's encoding a newline never occurs inside a JSON string, so those
+// bytes are the top-level key).
+func permanentAt(raw []byte, v bool) int {
 	head := raw
 	if i := bytes.Index(raw, []byte("\n  \"files\": [")); i >= 0 {
 		head = raw[:i]
 	}
+	if bytes.Count(head, permanentLine(v)) != 1 {
+		return -1
+	}
+	return bytes.Index(head, permanentLine(v))
+}
+
+// withPermanent returns the manifest raw (decoded as m) with "permanent"
+// set, checked by decoding it again.
+func withPermanent(raw []byte, m *Manifest, permanent bool) ([]byte, error) {
 	var out []byte
-	if old := field(m.Permanent); bytes.Count(head, old) == 1 {
-		i := bytes.Index(head, old)
-		out = slices.Concat(raw[:i], field(permanent), raw[i+len(old):])
+	if i := permanentAt(raw, m.Permanent); i >= 0 {
+		out = slices.Concat(raw[:i], permanentLine(permanent), raw[i+len(permanentLine(m.Permanent)):])
 	} else {
 		re := *m
 		re.Permanent = permanent

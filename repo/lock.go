@@ -54,15 +54,20 @@ var ErrLockLost = errors.New("the repository lock was lost")
 
 // LockInfo is the body of a lock object, locks/<mode>-<time>-<random>.json.
 type LockInfo struct {
-	Mode    LockMode `json:"mode"`
-	Command string   `json:"command"`
-	Host    string   `json:"host"`
-	PID     int      `json:"pid"`
+	// Mode is what the lock excludes.
+	Mode LockMode `json:"mode"`
+	// Command is the walrus command holding it, e.g. "backup-push".
+	Command string `json:"command"`
+	// Host and PID are where that command runs.
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
 	// PIDNamespace tells processes of containers that share a host name
 	// apart (Linux: the link /proc/self/ns/pid; empty elsewhere).
-	PIDNamespace string    `json:"pid_namespace,omitempty"`
-	Started      time.Time `json:"started"`
-	Refreshed    time.Time `json:"refreshed"`
+	PIDNamespace string `json:"pid_namespace,omitempty"`
+	// Started is when the lock was taken, Refreshed when its holder last
+	// rewrote it (the holder's clock).
+	Started   time.Time `json:"started"`
+	Refreshed time.Time `json:"refreshed"`
 	// Key is the lock object's key (not stored).
 	Key string `json:"-"`
 }
@@ -356,6 +361,7 @@ func (l *Lock) Release(ctx context.Context) error {
 // (see AcquireLock).
 type HeldLock struct {
 	LockInfo
+	// Stale: its holder is taken for dead and the lock ignored.
 	Stale bool
 }
 
