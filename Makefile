@@ -49,6 +49,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'BenchmarkBackup$$' -benchtime 1x -timeout 120m ./bench/
 	$(GO) test -run '^$$' -bench 'BenchmarkWAL$$' -benchtime 1x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench 'BenchmarkArchiveBacklog$$' -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench 'BenchmarkRecovery$$' -benchtime 1x -timeout 60m ./bench/
 
 # walrus against pgBackRest (installed from apt if missing) on the same
 # database and storage; one table of speed ratios. bench/RESULTS.md holds

@@ -34,7 +34,10 @@ import (
 //	WALRUS_BENCH_DIR          where restores go (default: the temporary
 //	                          directory; see restoreDir)
 //	WALRUS_BENCH_SEGMENTS     WAL segments archived (BenchmarkWAL,
-//	                          BenchmarkPeers; default 100)
+//	                          BenchmarkPeers), or recovered
+//	                          (BenchmarkRecovery); default 100
+//	WALRUS_BENCH_RECOVERY_SCALE pgbench scale of BenchmarkRecovery's
+//	                          cluster (default 10)
 //	WALRUS_BENCH_REPO         fs (default) or s3: BenchmarkBackupInProcess
 //	WALRUS_BENCH_TRACE        print the phases of BenchmarkBackupInProcess
 func settingInt(name string, def int) int {
