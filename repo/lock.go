@@ -330,6 +330,9 @@ func (l *Lock) Check(ctx context.Context) error {
 }
 
 // refresh rewrites the lock with a new refresh time, unless it is gone.
+// A removal between its Stat and its Put is undone by the Put; others
+// remove a lock only once it is stale (no refresh for Stale), and its
+// holder gives up after Stale/2 without one, so they never race.
 func (l *Lock) refresh(ctx context.Context) error {
 	if _, err := l.st.Stat(ctx, l.info.Key); err != nil {
 		return err

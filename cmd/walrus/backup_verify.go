@@ -38,7 +38,10 @@ have its recorded size and CRC-32C; each increment must parse (header, block
 list, pages, checksums) and match its manifest entry; pg_control must belong
 to the backup's cluster. Every file of the backup must be restorable from the
 chain's manifests. The WAL from the backup's start to its finish, which a
-restore needs to become consistent, must be archived, each file once.
+restore needs to become consistent, must be archived, each file once. On an
+encrypted repository each manifest must match its authenticator (the
+manifest's SHA-256 that backup-push wrote encrypted beside it); a missing
+authenticator is a problem too.
 
 Each problem is named: the backup (or link of the chain) it is in, the part
 and its object key, the file, the increment's block where one is at fault,
