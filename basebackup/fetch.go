@@ -111,8 +111,11 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 		}
 	}
 	if _, err := catalog.AuthenticateChain(ctx, opts.Store, opts.Decoder, links, opts.AllowUnauthenticated); err != nil {
-		hint := "do not restore it: its manifest was changed after the backup was taken; restore another backup (walrus backup-list shows them)"
-		if errors.Is(err, catalog.ErrNoAuthenticator) {
+		hint := "check that the repository is reachable and the identity decrypts it, and run this again"
+		switch {
+		case errors.Is(err, catalog.ErrManifestTampered):
+			hint = "do not restore it: its manifest was changed after the backup was taken; restore another backup (walrus backup-list shows them)"
+		case errors.Is(err, catalog.ErrNoAuthenticator):
 			hint = "it was written by a walrus older than manifest authenticators, or its authenticator was removed; if you trust the repository, restore it with --allow-unauthenticated"
 		}
 		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w; nothing was written: %s", m.Name, err, hint)

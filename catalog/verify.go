@@ -778,8 +778,10 @@ func authenticateLinks(ctx context.Context, st storage.Store, dec *repo.Decoder,
 			return fmt.Errorf("verify backup %s: %w", c.m.Name, err)
 		case errors.Is(err, ErrNoAuthenticator):
 			c.problem(Problem{Message: err.Error() + ": written by a walrus older than manifest authenticators, or removed; backup-fetch refuses it without --allow-unauthenticated"})
-		default:
+		case errors.Is(err, ErrManifestTampered):
 			c.problem(Problem{Message: err.Error() + ": the manifest was changed after the backup was taken; do not restore it"})
+		default:
+			c.problem(Problem{Message: err.Error() + ": the authenticator could not be checked; check the repository and run backup-verify again"})
 		}
 	}
 	return nil

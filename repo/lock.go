@@ -165,7 +165,7 @@ func tryLock(ctx context.Context, st storage.Store, mode LockMode, command, host
 	heldHere.Store(info.Key, true)
 	if err := st.Put(ctx, info.Key, bytes.NewReader(body), storage.PutOptions{IfNotExists: true, Size: int64(len(body))}); err != nil {
 		heldHere.Delete(info.Key)
-		return nil, LockInfo{}, fmt.Errorf("take a %s lock: write %s: %w", mode, info.Key, err)
+		return nil, LockInfo{}, fmt.Errorf("take a %s lock: write %s: %w; check that the repository is reachable and writable (walrus check)", mode, info.Key, err)
 	}
 	holder, stales, conflict, err := conflicting(ctx, st, info, opts)
 	if err == nil && !conflict {
@@ -183,7 +183,7 @@ func tryLock(ctx context.Context, st storage.Store, mode LockMode, command, host
 	cancel()
 	heldHere.Delete(info.Key)
 	if err != nil {
-		return nil, LockInfo{}, fmt.Errorf("take a %s lock: %w", mode, err)
+		return nil, LockInfo{}, fmt.Errorf("take a %s lock: %w; check that the repository is reachable (walrus check) and run this again", mode, err)
 	}
 	return nil, holder, fmt.Errorf("%w: %s. Wait for it to finish and run this again; a lock whose command was killed expires %s after its last refresh (at once on the host that took it); remove %s yourself only if you are sure that command is gone",
 		ErrLocked, holder, opts.Stale, holder.Key)
@@ -197,35 +197,46 @@ var heldHere sync.Map
 // conflicting lists the locks and returns the first live one that
 // conflicts with mine, and the keys of the stale ones seen.
 func conflicting(ctx context.Context, st storage.Store, mine LockInfo, opts LockOptions) (LockInfo, []string, bool, error) {
-	var others []storage.ObjectInfo
-	err := st.List(ctx, LocksPrefix, func(oi storage.ObjectInfo) error {
-		if oi.Key != mine.Key {
-			others = append(others, oi)
-		}
-		return nil
-	})
+	locks, err := readLocks(ctx, st, mine.Host, opts, mine.Key)
 	if err != nil {
-		return LockInfo{}, nil, false, fmt.Errorf("list %s: %w", LocksPrefix, err)
+		return LockInfo{}, nil, false, err
 	}
 	var stales []string
-	for _, oi := range others {
-		other, err := readLock(ctx, st, oi)
+	for _, l := range locks {
+		switch {
+		case l.Stale:
+			stales = append(stales, l.Key)
+		case mine.Mode == LockExclusive || l.Mode == LockExclusive:
+			return l.LockInfo, nil, true, nil
+		}
+	}
+	return LockInfo{}, stales, false, nil
+}
+
+// readLocks reads every lock of the repository but the one under skip,
+// with whether each is stale as seen from host.
+func readLocks(ctx context.Context, st storage.Store, host string, opts LockOptions, skip string) ([]HeldLock, error) {
+	var objs []storage.ObjectInfo
+	if err := st.List(ctx, LocksPrefix, func(oi storage.ObjectInfo) error {
+		if oi.Key != skip {
+			objs = append(objs, oi)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list %s: %w", LocksPrefix, err)
+	}
+	var out []HeldLock
+	for _, oi := range objs {
+		l, err := readLock(ctx, st, oi)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // released since the listing
 		}
 		if err != nil {
-			return LockInfo{}, nil, false, err
+			return nil, err
 		}
-		if stale(other, oi.ModTime, mine.Host, opts) {
-			stales = append(stales, oi.Key)
-			continue
-		}
-		if mine.Mode != LockExclusive && other.Mode != LockExclusive {
-			continue
-		}
-		return other, nil, true, nil
+		out = append(out, HeldLock{LockInfo: l, Stale: stale(l, oi.ModTime, host, opts)})
 	}
-	return LockInfo{}, stales, false, nil
+	return out, nil
 }
 
 // readLock reads a lock object. One that cannot be decoded is taken as an
@@ -370,25 +381,6 @@ type HeldLock struct {
 
 // ListLocks returns the locks in the repository, oldest key first.
 func ListLocks(ctx context.Context, st storage.Store) ([]HeldLock, error) {
-	var objs []storage.ObjectInfo
-	if err := st.List(ctx, LocksPrefix, func(oi storage.ObjectInfo) error {
-		objs = append(objs, oi)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list %s: %w", LocksPrefix, err)
-	}
 	host, _ := os.Hostname()
-	opts := LockOptions{Now: time.Now, Stale: DefaultLockStale}
-	var out []HeldLock
-	for _, oi := range objs {
-		l, err := readLock(ctx, st, oi)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, HeldLock{LockInfo: l, Stale: stale(l, oi.ModTime, host, opts)})
-	}
-	return out, nil
+	return readLocks(ctx, st, host, LockOptions{Now: time.Now, Stale: DefaultLockStale}, "")
 }
