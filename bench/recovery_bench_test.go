@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,7 +29,12 @@ import (
 //     is fetched while PostgreSQL replays: the bound;
 //   - wal-fetch, prefetch=0: restore_command as backup-fetch writes it,
 //     one segment per call;
-//   - wal-fetch, prefetch=8: the same with the default prefetch.
+//   - wal-fetch, prefetch=8: the same with the default prefetch;
+//   - with WALRUS_BENCH_PEERS=1 (make bench-peers), pgBackRest's
+//     archive-get with archive-async (its queue, archive-get-queue-max,
+//     left at 128 MiB: 8 segments, as walrus's default prefetch) from a
+//     posix repository the cluster archived to as well, restoring the
+//     same walrus backup.
 //
 // It prints the median of WALRUS_BENCH_RUNS runs (default 3) of each, and
 // the ratio to replay only.
@@ -36,11 +42,24 @@ func BenchmarkRecovery(b *testing.B) {
 	segs := walEnvInt("WALRUS_BENCH_SEGMENTS", 100)
 	runs := settingInt("WALRUS_BENCH_RUNS", 3)
 	scale := settingInt("WALRUS_BENCH_RECOVERY_SCALE", 10)
+	withPeer := os.Getenv("WALRUS_BENCH_PEERS") == "1"
+	if _, err := exec.LookPath("pgbackrest"); withPeer && err != nil {
+		b.Fatalf("WALRUS_BENCH_PEERS=1 but pgbackrest is not installed: run make bench-peers, or apt-get install -y pgbackrest")
+	}
 	for range b.N {
 		d := newBenchDB(b, scale)
 		t := walrusTarget{name: "fs", env: []string{"WALRUS_REPO=" + filepath.Join(pgtest.SharedDir(b), "repo")}}
 		repoDir := strings.TrimPrefix(t.env[0], "WALRUS_REPO=")
-		d.archiveTo(b, t.archiveScript(d.walrus))
+		script := t.archiveScript(d.walrus)
+		var peer *pgBackRest
+		if withPeer {
+			// The cluster archives to both; pgBackRest's push is
+			// synchronous here (see newPgBackRestAt), which only slows
+			// the WAL generation, not what is measured.
+			peer = d.newPgBackRest(b, "recovery", nil, nil)
+			script = "(\n" + script + "\n) || exit 1\n" + peer.archiveScript()
+		}
+		d.archiveTo(b, script)
 		full := d.push(b, t, "lz4", "--full")
 
 		first := d.c.QueryRow(b, "SELECT pg_walfile_name(pg_current_wal_lsn())")
@@ -66,13 +85,17 @@ func BenchmarkRecovery(b *testing.B) {
 			name     string
 			prefetch int
 			replay   bool
+			peer     *pgBackRest
 		}
-		modes := []mode{{"replay only (WAL in pg_wal)", 0, true}, {"wal-fetch, prefetch=0", 0, false}, {"wal-fetch, prefetch=8", 8, false}}
+		modes := []mode{{"replay only (WAL in pg_wal)", 0, true, nil}, {"wal-fetch, prefetch=0", 0, false, nil}, {"wal-fetch, prefetch=8", 8, false, nil}}
+		if peer != nil {
+			modes = append(modes, mode{"pgBackRest archive-get, archive-async", 0, false, peer})
+		}
 		medians := make([]time.Duration, len(modes))
 		for i, m := range modes {
 			var times []time.Duration
 			for range runs {
-				times = append(times, d.recoverOnce(b, t, full.name, archived, m.prefetch, m.replay))
+				times = append(times, d.recoverOnce(b, t, full.name, archived, m.prefetch, m.replay, m.peer))
 			}
 			fmt.Printf("# %s: %v\n", m.name, times)
 			slices.Sort(times)
@@ -126,8 +149,9 @@ func archivedSegments(b *testing.B, repoDir, first string) []string {
 
 // recoverOnce restores backup name, and times its recovery to the end of
 // the archive. replay puts every archived segment into pg_wal first and
-// turns restore_command off.
-func (d *benchDB) recoverOnce(b *testing.B, t walrusTarget, name string, archived []string, prefetch int, replay bool) time.Duration {
+// turns restore_command off; a peer replaces restore_command with
+// pgBackRest's asynchronous archive-get.
+func (d *benchDB) recoverOnce(b *testing.B, t walrusTarget, name string, archived []string, prefetch int, replay bool, peer *pgBackRest) time.Duration {
 	b.Helper()
 	dest := filepath.Join(restoreDir(b), "restored")
 	env := append(slices.Clone(t.env), "WALRUS_WAL_PREFETCH="+strconv.Itoa(prefetch))
@@ -138,6 +162,13 @@ func (d *benchDB) recoverOnce(b *testing.B, t walrusTarget, name string, archive
 			measure(b, d.walrusCmd(t.env, "wal-fetch", s, filepath.Join(dest, "pg_wal", s)), nil)
 		}
 		conf = append(conf, "restore_command = 'false'")
+	}
+	if peer != nil {
+		// A queue left by the previous run would be served from.
+		if err := os.RemoveAll(filepath.Join(peer.dir, "spool", "archive")); err != nil {
+			b.Fatal(err)
+		}
+		conf = append(conf, fmt.Sprintf("restore_command = 'pgbackrest --config=%s --stanza=bench --pg1-path=%s --archive-async archive-get %%f \"%%p\"'", peer.conf, dest))
 	}
 	rc := pgtest.Attach(b, dest, pgtest.Options{Conf: conf})
 	start := time.Now()

@@ -3,7 +3,11 @@
 # pgbench database and the same storage (the filesystem, and versitygw on
 # loopback over TLS with a self-signed certificate), lz4 for both. Prints
 # one table with the speed ratio walrus/pgBackRest per operation
-# (BenchmarkPeers in bench/peers_bench_test.go says what is measured).
+# (BenchmarkPeers in bench/peers_bench_test.go says what is measured), then
+# recovery of about 100 segments through restore_command: walrus wal-fetch
+# with and without prefetch, and pgBackRest archive-get with archive-async,
+# against replay alone (BenchmarkRecovery in bench/recovery_bench_test.go;
+# WALRUS_BENCH_RECOVERY_SCALE, default 10).
 #
 # Settings (environment): WALRUS_BENCH_SCALE (pgbench scale, default 100,
 # about 1.5 GB), WALRUS_BENCH_RUNS (runs per figure, median printed,
@@ -23,4 +27,5 @@ fi
 pgbackrest version
 
 GO=${GO:-go}
-exec "$GO" test -run '^$' -bench 'BenchmarkPeers$' -benchtime 1x -timeout 180m ./bench/
+"$GO" test -run '^$' -bench 'BenchmarkPeers$' -benchtime 1x -timeout 180m ./bench/
+WALRUS_BENCH_PEERS=1 exec "$GO" test -run '^$' -bench 'BenchmarkRecovery$' -benchtime 1x -timeout 60m ./bench/

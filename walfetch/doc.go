@@ -38,8 +38,9 @@
 //     size, fsynced, and only then renamed: a published file is complete
 //     and verified.
 //   - prefetcher: a detached process (walrus wal-prefetch) that wal-fetch
-//     starts when no prefetcher holds the directory's lock; it works until
-//     the want file stops changing, then exits.
+//     starts when no prefetcher holds the directory's lock; it serves each
+//     new want and exits once the want file has not changed for its linger
+//     (DefaultLinger) or the data directory has left recovery.
 //
 // Invariants:
 //   - Prefetching never changes what wal-fetch restores or its exit
@@ -56,5 +57,6 @@
 //     deleted.
 //   - One prefetcher per directory at a time (flock on LockFile); no
 //     goroutine outlives its call, and the detached process outlives
-//     wal-fetch by design, bounded by PrefetchTimeout.
+//     wal-fetch by design: by its linger after the last want, each
+//     window's downloads bounded by PrefetchTimeout.
 package walfetch

@@ -40,8 +40,18 @@ const (
 // StaleAfter is the age after which a prefetched file is deleted unused.
 const StaleAfter = 10 * time.Minute
 
-// PrefetchTimeout bounds one run of the detached prefetcher.
+// PrefetchTimeout bounds the downloads of one window.
 const PrefetchTimeout = 10 * time.Minute
+
+// DefaultLinger is how long the detached prefetcher waits for wal-fetch
+// to ask for a new segment before it exits. During recovery PostgreSQL
+// asks every few tens of milliseconds; a prefetcher that exited as soon
+// as its window was done would be started again by nearly every
+// wal-fetch call, adding a process start to PostgreSQL's wait.
+const DefaultLinger = 3 * time.Second
+
+// wantPoll is how often a lingering prefetcher reads the want file.
+const wantPoll = 5 * time.Millisecond
 
 // maxTimelineProbe bounds how many newer timelines the prefetcher looks
 // for, one history file each.
@@ -396,6 +406,10 @@ type RunOptions struct {
 	PGData string
 	// Logf receives a line per downloaded segment and per problem.
 	Logf func(format string, args ...any)
+	// Linger is how long the prefetcher waits for a new want after its
+	// window is done before it exits (DefaultLinger for the detached
+	// prefetcher); 0 exits at once.
+	Linger time.Duration
 }
 
 func (o RunOptions) logf(format string, args ...any) {
@@ -413,8 +427,11 @@ func (o RunOptions) logf(format string, args ...any) {
 // fsynced, and only then renamed to NAME.DIGEST. Published files outside
 // the window and leftover temporary files are deleted, so the directory
 // never holds more than Count published files and Concurrency downloads
-// in flight. When the window is done it reads the want file again and
-// repeats until wal-fetch has asked for nothing new.
+// in flight. When the window is done it watches the want file for
+// o.Linger and repeats with each new want; it returns once wal-fetch has
+// asked for nothing new for that long, or the data directory has left
+// recovery, or ctx ends. Each window's downloads are bounded by
+// PrefetchTimeout.
 func RunPrefetcher(ctx context.Context, o RunOptions) error {
 	if o.Count <= 0 {
 		return nil
@@ -425,26 +442,50 @@ func RunPrefetcher(ctx context.Context, o RunOptions) error {
 		if err != nil || !ok {
 			return err
 		}
-		for {
-			w, err := readWant(o.Dir)
-			if err != nil {
-				l.unlock()
-				return err
-			}
-			if w == last {
-				break
-			}
-			last = w
-			if err := o.window(ctx, w); err != nil {
-				l.unlock()
-				return err
-			}
-		}
+		err = o.serve(ctx, &last)
 		l.unlock()
+		if err != nil || ctx.Err() != nil || !o.recovering() {
+			return err
+		}
 		// wal-fetch writes the want file before it looks at the lock: a
 		// want written while we held it is seen here.
 		if w, err := readWant(o.Dir); err != nil || w == last {
 			return err
+		}
+	}
+}
+
+// serve downloads the window of every new want until none has come for
+// o.Linger; the caller holds the lock.
+func (o RunOptions) serve(ctx context.Context, last *want) error {
+	idleSince := time.Now()
+	for {
+		w, err := readWant(o.Dir)
+		if err != nil {
+			return err
+		}
+		if w != *last {
+			*last = w
+			wctx, cancel := context.WithTimeout(ctx, PrefetchTimeout)
+			err := o.window(wctx, w)
+			cancel()
+			if err != nil {
+				return err
+			}
+			idleSince = time.Now()
+			continue
+		}
+		if !o.recovering() {
+			o.clean(nil) // recovery ended: what is left will not be asked for
+			return nil
+		}
+		if time.Since(idleSince) >= o.Linger {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wantPoll):
 		}
 	}
 }

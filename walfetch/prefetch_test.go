@@ -500,3 +500,97 @@ func TestPrefetchRefusesForeignSegment(t *testing.T) {
 		t.Fatal("destination written")
 	}
 }
+
+// TestPrefetcherLingers: after its window the prefetcher keeps the lock
+// and serves the next want itself (no new prefetcher is started), exits
+// once no want has come for Linger, and exits at once, deleting what it
+// prefetched, when the data directory leaves recovery.
+func TestPrefetcherLingers(t *testing.T) {
+	t.Parallel()
+	a := newArchive()
+	a.segments(t, 1, 1, 12)
+	pgdata := t.TempDir()
+	signal := filepath.Join(pgdata, "recovery.signal")
+	os.WriteFile(signal, nil, 0o600)
+	dir := filepath.Join(t.TempDir(), "prefetch")
+	out := t.TempDir()
+	opts := a.fetchOpts(dir, 2)
+	started := 0
+	opts.Prefetch.Start = func() error { started++; return nil }
+	run := func(linger time.Duration) chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- RunPrefetcher(context.Background(), RunOptions{Dir: dir, Count: 2, Concurrency: 2, Fetch: opts, PGData: pgdata, Linger: linger})
+		}()
+		return done
+	}
+	ready := func() []string { // published files, downloads in flight aside
+		var out []string
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if seg, _, ok := published(e.Name()); ok {
+				out = append(out, seg)
+			}
+		}
+		return out
+	}
+	waitFor := func(want []string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !equal(ready(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("published %v, want %v", ready(), want)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if _, err := Fetch(context.Background(), seg1(1), filepath.Join(out, "x"), opts); err != nil {
+		t.Fatal(err)
+	}
+	started = 0
+	done := run(time.Minute)
+	waitFor([]string{seg1(2), seg1(3)})
+	for n := uint64(2); n <= 5; n++ {
+		res, err := Fetch(context.Background(), seg1(n), filepath.Join(out, "x"), opts)
+		if err != nil || !res.Prefetched {
+			t.Fatalf("%s: %+v %v", seg1(n), res, err)
+		}
+		waitFor([]string{seg1(n + 1), seg1(n + 2)})
+	}
+	if started != 0 {
+		t.Fatalf("%d prefetchers started while one lingered", started)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("prefetcher exited while recovery asks: %v", err)
+	default:
+	}
+	os.Remove(signal)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("prefetcher still running after recovery ended")
+	}
+	if got := publishedNames(t, dir); len(got) != 0 {
+		t.Fatalf("prefetched files left after recovery ended: %v", got)
+	}
+
+	// Without new wants it exits after Linger.
+	os.WriteFile(signal, nil, 0o600)
+	if _, err := Fetch(context.Background(), seg1(8), filepath.Join(out, "x"), opts); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := <-run(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d < 200*time.Millisecond {
+		t.Fatalf("exited after %v, before its linger", d)
+	}
+	if got, want := publishedNames(t, dir), []string{seg1(9), seg1(10)}; !equal(got, want) {
+		t.Fatalf("published %v, want %v", got, want)
+	}
+}

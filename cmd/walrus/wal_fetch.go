@@ -26,13 +26,14 @@ identity, corrupt object), which makes PostgreSQL stop recovery with an error
 instead of ending it early at the wrong point.
 
 Prefetch: after restoring a segment, wal-fetch starts a background process
-(one at a time) that downloads the next wal_prefetch segments (default 8;
+(one at a time; it stays while PostgreSQL keeps asking and exits 3 seconds
+after the last request) that downloads the next wal_prefetch segments (default 8;
 0 turns prefetching off), following the newest timeline whose history
 contains them, into a prefetch directory outside the data directory:
 prefetch_dir if set, else .walrus-prefetch beside the data directory, in a
 subdirectory per repository and cluster. A file appears there only
 complete and verified against the recorded checksum; the next wal-fetch
-checks it again (header, size, SHA-256) and moves it to DEST, or deletes it
+checks it again (header, size, recorded checksum) and moves it to DEST, or deletes it
 and fetches from the repository. Files older than the requested segment or
 than 10 minutes are deleted; the directory never holds more than
 wal_prefetch segments plus the downloads in flight, and a prefetcher that

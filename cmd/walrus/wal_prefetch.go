@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 
 	"github.com/spf13/cobra"
@@ -20,8 +19,8 @@ func newWALPrefetchCmd(g *globals) *cobra.Command {
 		Hidden: true,
 		Long: `wal-prefetch is started by wal-fetch, detached, to download the next
 wal_prefetch segments into the prefetch directory DIR. It exits at once if
-another prefetcher holds DIR's lock, and when wal-fetch has asked for
-nothing new. With --pgdata it stops, deleting what it prefetched, once that
+another prefetcher holds DIR's lock, and once wal-fetch has asked for
+nothing new for 3 seconds. With --pgdata it stops, deleting what it prefetched, once that
 data directory has left recovery (no recovery.signal or standby.signal).`,
 		Example: `  walrus wal-prefetch --dir /var/lib/postgresql/15/.walrus-prefetch/0123456789abcdef`,
 		Args:    exactArgs(0),
@@ -29,8 +28,7 @@ data directory has left recovery (no recovery.signal or standby.signal).`,
 			if dir == "" {
 				return usageError{errors.New("wal-prefetch needs --dir")}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), walfetch.PrefetchTimeout)
-			defer cancel()
+			ctx := cmd.Context()
 			cfg, r, err := g.openRepo(ctx)
 			if err != nil {
 				return err
@@ -38,8 +36,9 @@ data directory has left recovery (no recovery.signal or standby.signal).`,
 			defer r.Close()
 			return walfetch.RunPrefetcher(ctx, walfetch.RunOptions{
 				Dir: dir, Count: cfg.WALPrefetch, Concurrency: cfg.DownloadConcurrency, PGData: pgdata,
-				Fetch: walfetch.Options{Store: r.Store, Decoder: r.Decoder, PreferredSuffix: r.Encoder.Suffix()},
-				Logf:  tracelog.InfoLogger.Printf,
+				Linger: walfetch.DefaultLinger,
+				Fetch:  walfetch.Options{Store: r.Store, Decoder: r.Decoder, PreferredSuffix: r.Encoder.Suffix()},
+				Logf:   tracelog.InfoLogger.Printf,
 			})
 		},
 	}
