@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,7 +186,7 @@ func tryLock(ctx context.Context, st storage.Store, mode LockMode, command, host
 	if err != nil {
 		return nil, LockInfo{}, fmt.Errorf("take a %s lock: %w; check that the repository is reachable (walrus check) and run this again", mode, err)
 	}
-	return nil, holder, fmt.Errorf("%w: %s. Wait for it to finish and run this again; a lock whose command was killed expires %s after its last refresh (at once on the host that took it); remove %s yourself only if you are sure that command is gone",
+	return nil, holder, fmt.Errorf("%w: %s. Wait for it to finish and run this again; a lock whose command was killed expires %s after its last refresh (at once on the host that took it); if you are sure that command is gone, 'walrus unlock %s' removes its lock",
 		ErrLocked, holder, opts.Stale, holder.Key)
 }
 
@@ -383,4 +384,52 @@ type HeldLock struct {
 func ListLocks(ctx context.Context, st storage.Store) ([]HeldLock, error) {
 	host, _ := os.Hostname()
 	return readLocks(ctx, st, host, LockOptions{Now: time.Now, Stale: DefaultLockStale}, "")
+}
+
+// LockKey returns the key of the lock object name: its key (locks/NAME)
+// or its name under locks/. Anything else, which could name an object
+// that is not a lock, is an error.
+func LockKey(name string) (string, error) {
+	base := strings.TrimPrefix(name, LocksPrefix)
+	if base == "" || strings.ContainsAny(base, "/\\") || !strings.HasSuffix(base, ".json") || strings.HasPrefix(base, ".") {
+		return "", fmt.Errorf("%q is not the name of a lock object (locks/<mode>-<time>-<random>.json): 'walrus locks' lists them", name)
+	}
+	return LocksPrefix + base, nil
+}
+
+// RemoveLock removes the lock object name (see LockKey) and returns what
+// it recorded. A lock that is not stale (see AcquireLock) is removed only
+// with force: its command may still be running, and removing its lock
+// lets a conflicting command run beside it (the holder notices only when
+// it next refreshes, or, for backup-push, before it writes its manifest).
+// A name with no lock object is an error wrapping storage.ErrNotFound.
+func RemoveLock(ctx context.Context, st storage.Store, name string, force bool) (HeldLock, error) {
+	key, err := LockKey(name)
+	if err != nil {
+		return HeldLock{}, err
+	}
+	oi, err := st.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return HeldLock{}, fmt.Errorf("no lock %s: %w ('walrus locks' lists the locks there are)", key, err)
+	}
+	if err != nil {
+		return HeldLock{}, fmt.Errorf("stat %s: %w", key, err)
+	}
+	if oi.Key == "" {
+		oi.Key = key
+	}
+	info, err := readLock(ctx, st, oi)
+	if err != nil {
+		return HeldLock{}, err
+	}
+	host, _ := os.Hostname()
+	l := HeldLock{LockInfo: info, Stale: stale(info, oi.ModTime, host, LockOptions{Now: time.Now, Stale: DefaultLockStale})}
+	if !l.Stale && !force {
+		return l, fmt.Errorf("%w: %s is not stale, so its command may still be running. Check on host %s that pid %d is gone (or wait: a lock expires %s after its last refresh), then run this again with --force",
+			ErrLocked, info, info.Host, info.PID, DefaultLockStale)
+	}
+	if err := st.Delete(ctx, key); err != nil {
+		return l, fmt.Errorf("remove %s: %w", key, err)
+	}
+	return l, nil
 }

@@ -287,3 +287,69 @@ func TestLockRefreshAndLoss(t *testing.T) {
 		t.Fatalf("Check of a lost lock: %v", err)
 	}
 }
+
+// TestRemoveLock: walrus unlock removes a stale lock, refuses a live one
+// without force (naming its holder and --force) and removes it with
+// force, and never removes anything but a lock object.
+func TestRemoveLock(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := mem.New()
+	host, _ := os.Hostname()
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	put := func(key string, info repo.LockInfo) {
+		b, _ := json.Marshal(info)
+		if err := st.Put(ctx, key, bytes.NewReader(b), storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(key string) bool {
+		_, err := st.Stat(ctx, key)
+		return err == nil
+	}
+	now := time.Now()
+	live := repo.LocksPrefix + "exclusive-live.json"
+	put(live, repo.LockInfo{Mode: repo.LockExclusive, Command: "delete", Host: "elsewhere", PID: 77, Started: now, Refreshed: now})
+	_, err := repo.RemoveLock(ctx, st, live, false)
+	if !errors.Is(err, repo.ErrLocked) || !strings.Contains(err.Error(), "--force") || !strings.Contains(err.Error(), "host elsewhere") {
+		t.Fatalf("a live lock: %v", err)
+	}
+	if !exists(live) {
+		t.Fatal("a live lock was removed without --force")
+	}
+	l, err := repo.RemoveLock(ctx, st, "exclusive-live.json", true) // the name without locks/ works too
+	if err != nil || l.Command != "delete" || l.Stale {
+		t.Fatalf("forced: %+v %v", l, err)
+	}
+	if exists(live) {
+		t.Fatal("a forced unlock left the lock")
+	}
+
+	// A lock of a process of this host that is gone is stale: no force.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := repo.LocksPrefix + "shared-dead.json"
+	put(dead, repo.LockInfo{Mode: repo.LockShared, Command: "backup-push", Host: host, PID: cmd.Process.Pid, PIDNamespace: ns, Started: now, Refreshed: now})
+	if l, err := repo.RemoveLock(ctx, st, dead, false); err != nil || !l.Stale {
+		t.Fatalf("stale lock: %+v %v", l, err)
+	}
+	if exists(dead) {
+		t.Fatal("stale lock left")
+	}
+
+	if _, err := repo.RemoveLock(ctx, st, dead, false); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("no such lock: %v", err)
+	}
+	manifest := "backups/b/manifest.json"
+	put(manifest, repo.LockInfo{Mode: repo.LockShared})
+	for _, bad := range []string{"locks/../backups/b/manifest.json", "../backups/b/manifest.json", manifest, "locks/", "", "locks/x", "locks/a/b.json", "locks/.hidden.json"} {
+		if _, err := repo.RemoveLock(ctx, st, bad, true); err == nil || !strings.Contains(err.Error(), "walrus locks") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if !exists(manifest) {
+		t.Fatal("unlock removed an object that is not a lock")
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/user"
@@ -186,8 +187,45 @@ func TestSetupStoppedCluster(t *testing.T) {
 	if !strings.Contains(r.stdout, "WARN  locks            stale lock of a command that is gone: backup-push (shared lock locks/shared-20260101T000000.000000000Z-0123456789ab.json, host elsewhere, pid 4242") {
 		t.Errorf("check does not report the stale lock:\n%s", r.stdout)
 	}
-	if err := os.Remove(lockPath); err != nil {
-		t.Fatal(err)
+	lockKey := "locks/" + filepath.Base(lockPath)
+	r = mustRun(t, env, "--config", cfgPath, "locks", "--json")
+	var listed struct {
+		Locks []struct {
+			Key     string `json:"key"`
+			Command string `json:"command"`
+			Stale   bool   `json:"stale"`
+		} `json:"locks"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Locks) != 1 ||
+		listed.Locks[0].Key != lockKey || listed.Locks[0].Command != "backup-push" || !listed.Locks[0].Stale {
+		t.Fatalf("locks --json: %v\n%s", err, r.stdout)
+	}
+	// The same lock refreshed just now looks held: unlock refuses it
+	// without --force, says so, and leaves it; --force removes it.
+	now := time.Now().UTC()
+	body = fmt.Sprintf(`{"mode":"exclusive","command":"delete","host":"elsewhere","pid":4242,"started":%q,"refreshed":%q}`, now.Format(time.RFC3339), now.Format(time.RFC3339))
+	writeShared(t, filepath.Dir(lockPath), filepath.Base(lockPath), body)
+	r = mustRun(t, env, "--config", cfgPath, "locks")
+	if !strings.Contains(r.stdout, lockKey) || !strings.Contains(r.stdout, "delete") || !strings.Contains(r.stdout, "held") {
+		t.Errorf("locks:\n%s", r.stdout)
+	}
+	r = run(t, env, "--config", cfgPath, "unlock", lockKey)
+	if r.code == 0 || !strings.Contains(r.stderr, "is not stale") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("unlock of a live lock: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(lockPath); err != nil {
+		t.Fatalf("unlock without --force removed a live lock: %v", err)
+	}
+	r = run(t, env, "--config", cfgPath, "unlock", "locks/../walrus.json", "--force")
+	if r.code != 2 || !strings.Contains(r.stderr, "not the name of a lock object") {
+		t.Fatalf("unlock of a path outside locks/: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(repoDir, "walrus.json")); err != nil {
+		t.Fatalf("unlock touched walrus.json: %v", err)
+	}
+	mustRun(t, env, "--config", cfgPath, "unlock", lockKey, "--force")
+	if _, err := os.Stat(lockPath); !os.IsNotExist(err) {
+		t.Fatalf("unlock --force left the lock: %v", err)
 	}
 
 	t.Run("unreachable repository", func(t *testing.T) {
