@@ -12,16 +12,12 @@ import (
 	"github.com/walrusdb/walrus/repo"
 )
 
-// lockJSON is one lock in locks --json.
+// lockJSON is one lock in locks --json: what the lock object records,
+// its key and whether it is stale.
 type lockJSON struct {
-	Key       string        `json:"key"`
-	Mode      repo.LockMode `json:"mode"`
-	Command   string        `json:"command"`
-	Host      string        `json:"host"`
-	PID       int           `json:"pid"`
-	Started   time.Time     `json:"started"`
-	Refreshed time.Time     `json:"refreshed"`
-	Stale     bool          `json:"stale"`
+	Key string `json:"key"`
+	repo.LockInfo
+	Stale bool `json:"stale"`
 }
 
 func newLocksCmd(g *globals) *cobra.Command {
@@ -37,7 +33,8 @@ from the host that took it): it is ignored, and the next delete --confirm
 removes it. 'walrus unlock KEY' removes one by hand.
 
 --json prints {"locks": [...]}, one object per lock with the keys key, mode,
-command, host, pid, started, refreshed and stale.`,
+command, host, pid, pid_namespace (when recorded), started, refreshed and
+stale.`,
 		Example: `  walrus locks
   walrus locks --json | jq -r '.locks[] | select(.stale) | .key'`,
 		Args: exactArgs(0),
@@ -55,8 +52,7 @@ command, host, pid, started, refreshed and stale.`,
 			if asJSON {
 				out := []lockJSON{}
 				for _, l := range locks {
-					out = append(out, lockJSON{Key: l.Key, Mode: l.Mode, Command: l.Command, Host: l.Host, PID: l.PID,
-						Started: l.Started.UTC(), Refreshed: l.Refreshed.UTC(), Stale: l.Stale})
+					out = append(out, lockJSON{Key: l.Key, LockInfo: l.LockInfo, Stale: l.Stale})
 				}
 				return writeJSON(g.stdout, struct {
 					Locks []lockJSON `json:"locks"`
