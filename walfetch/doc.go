@@ -3,8 +3,11 @@
 //
 // Exit semantics matter more here than anywhere (TRAPS.md 1): PostgreSQL
 // treats exit 1 as "this file does not exist" and ends recovery. Fetch
-// returns ErrNotFound only when the repository answered and holds no such
-// file; every other failure (storage unreachable, wrong identity, corrupt
+// returns ErrNotFound only when the repository answered, holds no such
+// file, and has its identity file (walrus.json; without it the place
+// configured is not the repository: an empty directory where a file
+// system is not mounted, a wrong bucket or prefix: ErrNotARepository).
+// Every other failure (storage unreachable, wrong identity, corrupt
 // object, checksum mismatch) is a different error, which the command maps
 // to an exit status above 125 so that PostgreSQL stops recovery instead.
 //

@@ -88,7 +88,7 @@ func Fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 func fetch(ctx context.Context, name, dest string, opts Options) (Result, error) {
 	info, err := repo.FindObject(ctx, opts.Store, repo.WALBase(name), opts.PreferredSuffix)
 	if errors.Is(err, storage.ErrNotFound) {
-		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, ErrNotFound)
+		return Result{}, absent(ctx, opts.Store, name)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, err)
@@ -104,8 +104,9 @@ func fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 	want, _ := repo.ObjectDigest(info.Metadata)
 	rc, err := opts.Decoder.Open(ctx, opts.Store, info.Key)
 	if errors.Is(err, storage.ErrNotFound) {
-		// Deleted between Stat and Get: still a verified absence.
-		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, ErrNotFound)
+		// Deleted between Stat and Get: still an absence, once the
+		// repository is known to be one.
+		return Result{}, absent(ctx, opts.Store, name)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-fetch %s: %w", name, err)
@@ -125,6 +126,30 @@ func fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 	}
 	return Result{Key: info.Key, Size: n}, nil
 }
+
+// absent is the error for a WAL file the repository does not hold:
+// ErrNotFound once the repository shows it is a walrus repository (its
+// identity file, walrus.json, is there), else an error that is not
+// ErrNotFound. An empty directory where an unmounted file system should
+// be, or a bucket or prefix that walrus never archived to, holds no WAL
+// either; answering "not found" there would make PostgreSQL end recovery
+// early, at the wrong point (TRAPS.md 1).
+func absent(ctx context.Context, st storage.Store, name string) error {
+	_, err := st.Stat(ctx, repo.IdentityKey)
+	switch {
+	case err == nil:
+		return fmt.Errorf("wal-fetch %s: %w", name, ErrNotFound)
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("wal-fetch %s: %w", name, ErrNotARepository)
+	default:
+		return fmt.Errorf("wal-fetch %s: look for %s: %w", name, repo.IdentityKey, err)
+	}
+}
+
+// ErrNotARepository means the repository has no identity file
+// (walrus.json), which every repository walrus archived to has: it is not
+// the repository configured, or not reachable as it should be.
+var ErrNotARepository = errors.New("the repository has no " + repo.IdentityKey + ", which every repository walrus archived to has: check that repo names the right place (a file system that is mounted, the right bucket and prefix) and run walrus check")
 
 // WriteAtomic writes r to dest through a temporary file in the same
 // directory: write, fsync, rename, fsync the directory. On error nothing is

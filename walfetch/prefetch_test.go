@@ -41,7 +41,7 @@ func segmentBytes(t *testing.T, name string, seed byte) []byte {
 	le.PutUint16(b[2:], pg.WALLongHeaderFlag)
 	le.PutUint32(b[4:], uint32(wf.Timeline))
 	le.PutUint64(b[8:], wf.SegNo*testSegSize)
-	le.PutUint64(b[24:], 7300000000000000001)
+	le.PutUint64(b[24:], testSystem)
 	le.PutUint32(b[32:], testSegSize)
 	le.PutUint32(b[36:], 8192)
 	return b
@@ -54,9 +54,17 @@ type archive struct {
 	segs map[string][]byte
 }
 
+// testSystem is the system identifier in segmentBytes' headers.
+const testSystem = 7300000000000000001
+
+// newArchive is a repository of cluster testSystem.
 func newArchive() *archive {
 	c, _ := compress.ByName("lz4")
-	return &archive{st: mem.New(), enc: &repo.Encoder{Codec: c}, segs: map[string][]byte{}}
+	st := mem.New()
+	if _, err := repo.EnsureIdentity(context.Background(), st, testSystem, false); err != nil {
+		panic(err)
+	}
+	return &archive{st: st, enc: &repo.Encoder{Codec: c}, segs: map[string][]byte{}}
 }
 
 func (a *archive) put(t *testing.T, name string, b []byte) {
@@ -473,9 +481,6 @@ func TestPrefetchRefusesForeignSegment(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := newArchive()
-	if _, err := repo.EnsureIdentity(ctx, a.st, 7300000000000000001, false); err != nil {
-		t.Fatal(err)
-	}
 	a.segments(t, 1, 1, 2)
 	foreign := segmentBytes(t, seg1(3), 3)
 	binary.LittleEndian.PutUint64(foreign[24:], 7399999999999999999)
@@ -592,5 +597,47 @@ func TestPrefetcherLingers(t *testing.T) {
 	}
 	if got, want := publishedNames(t, dir), []string{seg1(9), seg1(10)}; !equal(got, want) {
 		t.Fatalf("published %v, want %v", got, want)
+	}
+}
+
+// failingIdentity is a store whose identity file cannot be looked at.
+type failingIdentity struct{ storage.Store }
+
+func (s failingIdentity) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	if key == repo.IdentityKey {
+		return storage.ObjectInfo{}, errors.New("connection reset")
+	}
+	return s.Store.Stat(ctx, key)
+}
+
+// TestFetchAbsence: a WAL file the repository does not hold is
+// ErrNotFound (PostgreSQL's exit 1) only in a repository with its
+// identity file; without it (an unmounted file system, a wrong prefix)
+// or when the identity file cannot be looked at, it is another error and
+// nothing is written.
+func TestFetchAbsence(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := newArchive()
+	a.segments(t, 1, 1, 1)
+	for _, name := range []string{seg1(2), "00000002.history"} {
+		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+		if _, err := Fetch(ctx, name, dest, a.fetchOpts("", 0)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s in a repository: %v", name, err)
+		}
+		opts := a.fetchOpts("", 0)
+		opts.Store = mem.New()
+		_, err := Fetch(ctx, name, dest, opts)
+		if errors.Is(err, ErrNotFound) || !errors.Is(err, ErrNotARepository) {
+			t.Fatalf("%s in an empty store: %v", name, err)
+		}
+		opts.Store = failingIdentity{a.st}
+		_, err = Fetch(ctx, name, dest, opts)
+		if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "connection reset") {
+			t.Fatalf("%s with the identity file unreadable: %v", name, err)
+		}
+		if _, err := os.Stat(dest); !os.IsNotExist(err) {
+			t.Fatalf("%s: destination written", name)
+		}
 	}
 }

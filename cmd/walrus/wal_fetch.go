@@ -21,9 +21,11 @@ checksum recorded when it was pushed, atomically (temporary name, fsync,
 rename).
 
 Exit status: 0 restored; 1 the file is not in the archive (PostgreSQL's
-normal end of WAL); 128 any other failure (repository unreachable, wrong
-identity, corrupt object), which makes PostgreSQL stop recovery with an error
-instead of ending it early at the wrong point.
+normal end of WAL), said only when the repository has its walrus.json; 128
+any other failure (repository unreachable, a place without walrus.json such
+as an unmounted file system or a wrong bucket or prefix, wrong identity,
+corrupt object), which makes PostgreSQL stop recovery with an error instead
+of ending it early at the wrong point.
 
 Prefetch: after restoring a segment, wal-fetch starts a background process
 (one at a time; it stays while PostgreSQL keeps asking and exits 3 seconds

@@ -188,6 +188,32 @@ func testWALArchive(t *testing.T, sk storageKind) {
 		}
 	})
 
+	// An empty directory where an unmounted file system should be, or a
+	// prefix walrus never archived to, holds no WAL either: "not found"
+	// there would end recovery early, at the wrong point (TRAPS.md 1).
+	t.Run("a place that is not the repository exits above 125", func(t *testing.T) {
+		var env []string
+		for _, kv := range fetchEnv {
+			if v, ok := strings.CutPrefix(kv, "WALRUS_REPO="); ok {
+				kv = "WALRUS_REPO=" + v + "-not-mounted"
+			}
+			env = append(env, kv)
+		}
+		for _, name := range []string{"0000000100000000000000FE", "00000002.history"} {
+			dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+			r := run(t, env, "wal-fetch", name, dest)
+			if r.code <= 125 {
+				t.Fatalf("%s: exit %d, want > 125\n%s", name, r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "has no walrus.json") || !strings.Contains(r.stderr, "walrus check") {
+				t.Errorf("%s: the error does not say what is wrong and what to do: %s", name, r.stderr)
+			}
+			if _, err := os.Stat(dest); !os.IsNotExist(err) {
+				t.Fatal("destination was written")
+			}
+		}
+	})
+
 	t.Run("wrong identity exits above 125", func(t *testing.T) {
 		dir := t.TempDir()
 		other := filepath.Join(dir, "other.key")
