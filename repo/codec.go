@@ -27,6 +27,23 @@ const MetaSHA256 = "walrus-sha256"
 // MetaSize is the metadata key holding the plaintext size in bytes.
 const MetaSize = "walrus-size"
 
+// MetaStoredSize is the metadata key holding the size of the stored
+// object itself, recorded when it is known before the upload (wal-push's
+// buffered objects). An object whose size differs is damaged (a truncated
+// upload), whatever its recorded digest says.
+const MetaStoredSize = "walrus-stored-size"
+
+// RemoveTruncated removes the object key, which an upload of this process
+// has just stored short (cause says how), and returns cause with the
+// outcome. Left under its final name with the metadata of the whole, a
+// short object would pass for the whole when the upload is retried.
+func RemoveTruncated(ctx context.Context, st storage.Store, key string, cause error) error {
+	if err := st.Delete(context.WithoutCancel(ctx), key); err != nil {
+		return fmt.Errorf("%w; removing it failed too (%v): remove %s before retrying", cause, err, key)
+	}
+	return fmt.Errorf("%w; it was removed", cause)
+}
+
 // Encoder turns plaintext into stored objects. It is built once from the
 // configuration and passed down; a nil Encryptor means plaintext.
 type Encoder struct {
@@ -151,7 +168,7 @@ func (e *Encoder) Put(ctx context.Context, st storage.Store, base string, src io
 		return Written{}, fmt.Errorf("confirm %s: %w", key, err)
 	}
 	if info.Size != a.stored {
-		return Written{}, fmt.Errorf("confirm %s: stored size %d, expected %d: the upload was truncated, retry", key, info.Size, a.stored)
+		return Written{}, RemoveTruncated(ctx, st, key, fmt.Errorf("confirm %s: stored size %d, expected %d: the upload was truncated, retry", key, info.Size, a.stored))
 	}
 	return Written{Key: key, RawSize: a.raw, StoredSize: a.stored, Digest: a.plain.Digest(), StoredSHA256: hex.EncodeToString(a.storedSum.Sum(nil))}, nil
 }

@@ -72,6 +72,11 @@ type Result struct {
 // ErrConflict means a different file is already archived under the name.
 var ErrConflict = errors.New("a different file is already archived under this name")
 
+// errTruncatedObject means the object stored under the name holds this
+// file's recorded digest but not the size recorded when it was stored
+// (repo.MetaStoredSize): a truncated upload, which push replaces.
+var errTruncatedObject = errors.New("the archived copy of this file is truncated")
+
 // Push archives the WAL file at path.
 func Push(ctx context.Context, path string, opts Options) (Result, error) {
 	return newPusher(opts).push(ctx, path, nil)
@@ -224,7 +229,18 @@ func (p *pusher) push(ctx context.Context, path string, marks *markers) (Result,
 		if encErr == nil && enc != nil {
 			sum = enc.sum
 		}
-		return compareStored(found, name, f, sum, fi.Size(), sysid)
+		res, err := compareStored(found, name, f, sum, fi.Size(), sysid)
+		if !errors.Is(err, errTruncatedObject) {
+			return res, err
+		}
+		// A truncated copy of this very file (its recorded digest is this
+		// file's), left by an upload that died before it could check
+		// and remove it: replacing it loses nothing.
+		if derr := opts.Store.Delete(ctx, found.Key); derr != nil {
+			return Result{}, fmt.Errorf("%w; removing it failed: %v", err, derr)
+		}
+		p.logf("wal-push %s: %v; removed it, storing the file again", name, err)
+		findErr = storage.ErrNotFound
 	}
 	if !errors.Is(findErr, storage.ErrNotFound) {
 		return Result{}, fmt.Errorf("wal-push %s: %w", name, findErr)
@@ -291,7 +307,8 @@ func (p *pusher) store(ctx context.Context, f *os.File, enc *encoded, base, name
 	err := opts.Store.Put(ctx, key, io.NewSectionReader(enc.buf, 0, enc.buf.Len()), storage.PutOptions{
 		IfNotExists: true,
 		Size:        enc.buf.Len(),
-		Metadata:    map[string]string{repo.MetaDigest: enc.sum, repo.MetaSize: strconv.FormatInt(enc.raw, 10)},
+		Metadata: map[string]string{repo.MetaDigest: enc.sum, repo.MetaSize: strconv.FormatInt(enc.raw, 10),
+			repo.MetaStoredSize: strconv.FormatInt(enc.buf.Len(), 10)},
 	})
 	if errors.Is(err, storage.ErrExists) {
 		// Someone stored it between our look and our write.
@@ -305,7 +322,8 @@ func (p *pusher) store(ctx context.Context, f *os.File, enc *encoded, base, name
 		return Result{}, fmt.Errorf("wal-push %s: confirm %s: %w", name, key, err)
 	}
 	if info.Size != enc.buf.Len() {
-		return Result{}, fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, enc.buf.Len())
+		return Result{}, repo.RemoveTruncated(ctx, opts.Store, key,
+			fmt.Errorf("wal-push %s: confirm %s: stored size %d, expected %d: the upload was truncated; PostgreSQL will retry", name, key, info.Size, enc.buf.Len()))
 	}
 	return Result{Name: name, Key: key, RawSize: enc.raw, StoredSize: info.Size, Digest: enc.sum}, nil
 }
@@ -382,6 +400,11 @@ func compareStored(info storage.ObjectInfo, name string, f *os.File, sum string,
 	}
 	if !repo.SameDigest(stored, sum) {
 		return Result{}, fmt.Errorf("wal-push %s: %w (%s, %.22s, this file %.22s); the stored object was left untouched: check that only one cluster archives into this repository", name, ErrConflict, info.Key, stored, sum)
+	}
+	if s, ok := info.Metadata[repo.MetaStoredSize]; ok {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n != info.Size {
+			return Result{}, fmt.Errorf("wal-push %s: %w: %s is %d bytes, but %d were stored", name, errTruncatedObject, info.Key, info.Size, n)
+		}
 	}
 	return Result{Name: name, Key: info.Key, AlreadyStored: true, RawSize: size, StoredSize: info.Size, Digest: sum, SystemIdentifier: sysid}, nil
 }
