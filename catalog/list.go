@@ -115,7 +115,10 @@ func ReadManifest(ctx context.Context, st storage.Store, name string) (*Manifest
 }
 
 // Resolve returns the manifest of the backup called name, or of the newest
-// backup (the last in ListBackups order) for Latest.
+// backup for Latest: the last in ListBackups order among the backups of
+// the repository's cluster (walrus.json; all backups when it has none), so
+// that a manifest of another cluster copied into the repository is never
+// taken for the newest.
 func Resolve(ctx context.Context, st storage.Store, name string) (*Manifest, error) {
 	if name != Latest {
 		return ReadManifest(ctx, st, name)
@@ -123,6 +126,22 @@ func Resolve(ctx context.Context, st storage.Store, name string) (*Manifest, err
 	bs, err := ListBackups(ctx, st)
 	if err != nil {
 		return nil, err
+	}
+	id, err := repo.ReadIdentity(ctx, st)
+	switch {
+	case err == nil:
+		own := bs[:0:0]
+		for _, b := range bs {
+			if b.SystemIdentifier == id.SystemIdentifier {
+				own = append(own, b)
+			}
+		}
+		if len(own) == 0 && len(bs) > 0 {
+			return nil, fmt.Errorf("%s: %w of this repository's cluster (system %s) in the repository, only of others: take one with walrus backup-push, or name the backup", Latest, ErrNoBackup, id.SystemIdentifier)
+		}
+		bs = own
+	case !errors.Is(err, storage.ErrNotFound):
+		return nil, fmt.Errorf("%s: %w", Latest, err)
 	}
 	if len(bs) == 0 {
 		return nil, fmt.Errorf("%s: %w in the repository: take one with walrus backup-push", Latest, ErrNoBackup)
