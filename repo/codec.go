@@ -41,7 +41,7 @@ func RemoveTruncated(ctx context.Context, st storage.Store, key string, cause er
 	if err := st.Delete(context.WithoutCancel(ctx), key); err != nil {
 		return fmt.Errorf("%w; removing it failed too (%v): remove %s before retrying", cause, err, key)
 	}
-	return fmt.Errorf("%w; it was removed", cause)
+	return fmt.Errorf("%w (the short object was removed)", cause)
 }
 
 // Encoder turns plaintext into stored objects. It is built once from the

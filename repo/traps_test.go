@@ -117,7 +117,7 @@ func TestEncoderPutAfterShortObject(t *testing.T) {
 				}
 				opts := storage.PutOptions{IfNotExists: true, Metadata: map[string]string{MetaSize: "352000"}}
 				_, err := e.Put(ctx, st, "wal/X", src.open(trapsPayload), opts)
-				if err == nil || !strings.Contains(err.Error(), "it was removed") {
+				if err == nil || !strings.Contains(err.Error(), "the short object was removed") {
 					t.Fatalf("%s %s: first Put over a short object: %v", e.Suffix(), src.name, err)
 				}
 				if _, err := liar.Store.Stat(ctx, "wal/X"+e.Suffix()); !errors.Is(err, storage.ErrNotFound) {

@@ -403,7 +403,7 @@ func compareStored(info storage.ObjectInfo, name string, f *os.File, sum string,
 	}
 	if s, ok := info.Metadata[repo.MetaStoredSize]; ok {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n != info.Size {
-			return Result{}, fmt.Errorf("wal-push %s: %w: %s is %d bytes, but %d were stored", name, errTruncatedObject, info.Key, info.Size, n)
+			return Result{}, fmt.Errorf("wal-push %s: %w: %s is %d bytes, not the %d recorded when it was stored", name, errTruncatedObject, info.Key, info.Size, n)
 		}
 	}
 	return Result{Name: name, Key: info.Key, AlreadyStored: true, RawSize: size, StoredSize: info.Size, Digest: sum, SystemIdentifier: sysid}, nil

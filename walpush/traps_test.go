@@ -170,7 +170,7 @@ func TestPushRetryAfterShortObject(t *testing.T) {
 				st.lies.Store(1)
 				opts := testOptions(st)
 				path := writeTemp(t, segName(1), seg)
-				if _, err := trapsPusher(opts, mode.buffered).push(ctx, path, nil); err == nil || !strings.Contains(err.Error(), "it was removed") {
+				if _, err := trapsPusher(opts, mode.buffered).push(ctx, path, nil); err == nil || !strings.Contains(err.Error(), "the short object was removed") {
 					t.Fatalf("first push over a short object: %v, want an error saying the short object was removed", err)
 				}
 				res, err := trapsPusher(opts, mode.buffered).push(ctx, path, nil)
