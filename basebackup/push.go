@@ -567,7 +567,7 @@ func readControlFile(ctx context.Context, path string) ([]byte, fs.FileInfo, err
 		}
 		return b, fi, nil
 	}
-	return nil, nil, fmt.Errorf("read %s: %w (after 10 attempts)", controlFilePath, lastErr)
+	return nil, nil, fmt.Errorf("read %s: %w (after 10 attempts, 50 ms apart): the cluster's control file fails its checksum every time; check it with pg_controldata before trusting this cluster, and take the backup again", controlFilePath, lastErr)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -193,7 +193,7 @@ func Resolve(ctx context.Context, st storage.Store, dec *repo.Decoder, backupNam
 		}
 		if chosen == nil {
 			oldest := backups[0]
-			return Choice{}, fmt.Errorf("%w: the oldest backup, %s, finished at %s (%s), after the %s target %s; a restore cannot go back before it", ErrNoBackup, oldest.Name, oldest.FinishLSN, oldest.FinishTime.Format(time.RFC3339), ch.Target.Kind, describe(ch.Target))
+			return Choice{}, fmt.Errorf("%w: the oldest backup, %s, finished at %s (%s), after the %s target %s; a restore cannot go back before it: choose a target at or after its finish (walrus backup-list shows every backup's finish)", ErrNoBackup, oldest.Name, oldest.FinishLSN, oldest.FinishTime.Format(time.RFC3339), ch.Target.Kind, describe(ch.Target))
 		}
 		switch ch.Target.Kind {
 		case Latest, Immediate:
