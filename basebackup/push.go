@@ -295,6 +295,12 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	// with a bound, and names the archiver's failure (TRAPS.md 14).
 	stop, err := pg.BackupStop(ctx, conn, false)
 	if err != nil {
+		if ctx.Err() == nil && conn.IsClosed() {
+			// A non-exclusive backup belongs to its session (TRAPS.md 9):
+			// with the session gone PostgreSQL has aborted it, and
+			// stopping it from another session is impossible.
+			err = fmt.Errorf("%w: the backup's database session ended during the copy (terminated, a server restart, or a lost connection), so PostgreSQL aborted this backup; no backup was recorded: run backup-push again", err)
+		}
 		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
 	}
 	finishWAL := pg.SegmentName(tli, pg.SegmentForLSN(max(stop.LSN, startLSN+1)-1, segSize), segSize)
