@@ -33,6 +33,10 @@ type listedBackup struct {
 	DeltaFrom  *string `json:"delta_from"`
 	Permanent  *bool   `json:"permanent"`
 	Encrypted  bool    `json:"encrypted"`
+	// The WAL a restore of it needs, and the cluster's segment size.
+	StartWALFile   string `json:"start_wal_file"`
+	FinishWALFile  string `json:"finish_wal_file"`
+	WALSegmentSize uint64 `json:"wal_segment_size"`
 }
 
 // listBackups runs backup-list --json.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -11,31 +10,6 @@ import (
 
 	"github.com/walrusdb/walrus/internal/pgtest"
 )
-
-// segBackup is the part of backup-list --json TestSmallWALSegments reads,
-// with the WAL file names and segment size.
-type segBackup struct {
-	Name           string `json:"name"`
-	Kind           string `json:"kind"`
-	Timeline       int    `json:"timeline"`
-	StartLSN       string `json:"start_lsn"`
-	FinishLSN      string `json:"finish_lsn"`
-	StartWALFile   string `json:"start_wal_file"`
-	FinishWALFile  string `json:"finish_wal_file"`
-	WALSegmentSize uint64 `json:"wal_segment_size"`
-}
-
-func listSegBackups(t *testing.T, env []string) []segBackup {
-	t.Helper()
-	out := mustRun(t, env, "backup-list", "--json").stdout
-	var l struct {
-		Backups []segBackup `json:"backups"`
-	}
-	if err := json.Unmarshal([]byte(out), &l); err != nil {
-		t.Fatalf("backup-list --json: %v\n%s", err, out)
-	}
-	return l.Backups
-}
 
 // segNo1MiB is the segment number of a WAL file name for 1 MiB segments
 // (4096 segments per log id).
@@ -102,7 +76,7 @@ func TestSmallWALSegments(t *testing.T) {
 	t.Logf("backup A %s, backup B %s, rp1 at %s (%d rows at B, %d at rp1)", a, b, rpLSN, atB, atRP)
 
 	// 1. WAL file names in the manifests follow 1 MiB segments.
-	bs := listSegBackups(t, repoEnv)
+	bs := listBackups(t, repoEnv)
 	if len(bs) != 2 || bs[0].Name != a || bs[1].Name != b {
 		t.Fatalf("backup-list: %+v, want %s then %s", bs, a, b)
 	}
@@ -149,7 +123,7 @@ func TestSmallWALSegments(t *testing.T) {
 	rc.Stop(t)
 
 	// 3. Retention keeps B and cuts WAL at B's start segment.
-	walOf := func(bk segBackup) (older, kept []string) {
+	walOf := func(bk listedBackup) (older, kept []string) {
 		for _, f := range storedWAL(t, repoDir) {
 			if len(f) < 24 || !segmentName.MatchString(f[:24]) {
 				continue
@@ -166,7 +140,7 @@ func TestSmallWALSegments(t *testing.T) {
 		t.Fatalf("before delete: only %v stored before B's start segment %s", older, bs[1].StartWALFile)
 	}
 	mustRun(t, repoEnv, "delete", "retain", "1", "--confirm")
-	bs = listSegBackups(t, repoEnv)
+	bs = listBackups(t, repoEnv)
 	if len(bs) != 1 || bs[0].Name != b {
 		t.Fatalf("after delete retain 1: backups %+v, want only %s", bs, b)
 	}

@@ -22,15 +22,9 @@ import (
 // backup-push succeeds and restores with the data.
 func TestBackupSessionTerminated(t *testing.T) {
 	t.Parallel()
-	repoEnv, repoDir := storages[0].setup(t)
-	c, _ := archivingCluster(t, repoEnv)
-	logStatements(t, c)
-	c.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	c.Exec(t, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
-	env := append(append([]string{}, repoEnv...), "WALRUS_POSTGRES_DSN="+c.DSN())
-	// As TestBackupInterrupted: slow enough that the backup is still
-	// copying when its session is terminated (about 25 MB at 4 MiB/s).
-	slowEnv := append(append([]string{}, env...), "WALRUS_BACKUP_RATE_LIMIT=4MiB", "WALRUS_PART_SIZE=1MiB", "WALRUS_UPLOAD_CONCURRENCY=1")
+	// Slow enough that the backup is still copying when its session is
+	// terminated (about 25 MB at 4 MiB/s).
+	c, repoDir, env, slowEnv := slowBackupCluster(t, "4MiB")
 
 	logStart := logSize(t, c)
 	cmd, stderr := startWalrus(t, slowEnv, "backup-push", c.DataDir())
@@ -118,14 +112,7 @@ func TestBackupSessionTerminated(t *testing.T) {
 // during it.
 func TestBackupRefusedBesideRunningOne(t *testing.T) {
 	t.Parallel()
-	repoEnv, repoDir := storages[0].setup(t)
-	c, _ := archivingCluster(t, repoEnv)
-	logStatements(t, c)
-	c.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	c.Exec(t, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
-	env := append(append([]string{}, repoEnv...), "WALRUS_POSTGRES_DSN="+c.DSN())
-	// As TestBackupInterrupted: about 25 MB at 2 MiB/s, in 1 MiB parts.
-	slowEnv := append(append([]string{}, env...), "WALRUS_BACKUP_RATE_LIMIT=2MiB", "WALRUS_PART_SIZE=1MiB", "WALRUS_UPLOAD_CONCURRENCY=1")
+	c, repoDir, env, slowEnv := slowBackupCluster(t, "2MiB")
 
 	logStart := logSize(t, c)
 	cmd, stderr := startWalrus(t, slowEnv, "backup-push", c.DataDir())
@@ -243,6 +230,22 @@ func backupSession(t *testing.T, c *pgtest.Cluster) string {
 		t.Fatalf("walrus sessions on the server: %v, want exactly one", rows)
 	}
 	return rows[0][0]
+}
+
+// slowBackupCluster is an archiving cluster with every statement logged
+// and a table t of 20000 rows, its repository directory, the environment
+// of walrus commands, and that of a backup-push slowed to rate per second,
+// in 1 MiB parts uploaded one at a time (as TestBackupInterrupted).
+func slowBackupCluster(t *testing.T, rate string) (c *pgtest.Cluster, repoDir string, env, slowEnv []string) {
+	t.Helper()
+	repoEnv, repoDir := storages[0].setup(t)
+	c, _ = archivingCluster(t, repoEnv)
+	logStatements(t, c)
+	c.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	c.Exec(t, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
+	env = append(append([]string{}, repoEnv...), "WALRUS_POSTGRES_DSN="+c.DSN())
+	slowEnv = append(append([]string{}, env...), "WALRUS_BACKUP_RATE_LIMIT="+rate, "WALRUS_PART_SIZE=1MiB", "WALRUS_UPLOAD_CONCURRENCY=1")
+	return c, repoDir, env, slowEnv
 }
 
 // waitChan waits for cmd (from startWalrus) in the background; the
