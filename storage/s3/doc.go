@@ -45,7 +45,13 @@
 // the body behind a multipart upload is often a stream that no layer above
 // can replay. When the body fails, the context ends, a part fails or the
 // size differs from PutOptions.Size, the upload is aborted (also when the
-// context is already cancelled) and nothing is stored. Objects are limited
+// context is already cancelled) and nothing is stored. The answer to
+// CompleteMultipartUpload can be lost after the server stored the object
+// (a broken connection, a 200 cut short, which the SDK does not retry);
+// then HeadObject decides: when the key holds an object with this
+// upload's multipart ETag (computed from the parts' MD5 ETags), size and
+// metadata, the Put has succeeded, otherwise it is sent again, up to three
+// times. Objects are limited
 // to 10,000 parts, i.e. about 78 GiB with the default part size.
 //
 // IfNotExists is enforced twice: Put first asks HeadObject and fails with

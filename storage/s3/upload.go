@@ -3,11 +3,16 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -129,8 +134,10 @@ func (s *Store) uploadParts(ctx context.Context, in *awss3.PutObjectInput, uploa
 	var (
 		mu    sync.Mutex
 		parts []types.CompletedPart
+		total int64
 	)
 	send := func(num int32, part []byte) {
+		total += int64(len(part))
 		g.Go(func() error {
 			defer s.buffers.put(part)
 			out, err := s.client.UploadPart(gctx, &awss3.UploadPartInput{
@@ -191,12 +198,107 @@ func (s *Store) uploadParts(ctx context.Context, in *awss3.PutObjectInput, uploa
 		return err
 	}
 	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber)) })
-	_, err = s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+	return s.complete(ctx, in, uploadID, parts, total)
+}
+
+// completeRounds is how many times complete sends CompleteMultipartUpload
+// (each with the SDK's retries of UploadPart) before it gives up.
+const completeRounds = 3
+
+// complete sends CompleteMultipartUpload for parts, total bytes in all.
+//
+// Its answer can be lost after the server acted on it: the connection
+// breaks, or the 200 response is cut short (the SDK does not retry a
+// response it could not read). Another attempt then meets NoSuchUpload,
+// or 412 when the Put is create-only, although the object is stored.
+// So when an attempt fails in a way that may hide a success, complete
+// asks HeadObject whether the key holds this very upload: the
+// multipart ETag computed from the parts' ETags, the total size and the
+// metadata all match. Only then is the upload taken as done; anything
+// else is an error or another attempt, and the caller aborts the
+// upload. A server whose ETags are not MD5-based never matches, which
+// costs a failed Put, never a wrong success.
+func (s *Store) complete(ctx context.Context, in *awss3.PutObjectInput, uploadID string, parts []types.CompletedPart, total int64) error {
+	input := &awss3.CompleteMultipartUploadInput{
 		Bucket:          in.Bucket,
 		Key:             in.Key,
 		UploadId:        aws.String(uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		IfNoneMatch:     in.IfNoneMatch,
-	})
+	}
+	want := multipartETag(parts)
+	var err error
+	for round := range completeRounds {
+		if round > 0 {
+			if werr := sleepCtx(ctx, time.Duration(200<<round)*time.Millisecond); werr != nil {
+				return err
+			}
+		}
+		if _, err = s.client.CompleteMultipartUpload(ctx, input, s.partRetry); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !mayHaveCompleted(err) {
+			return err
+		}
+		if want != "" && s.holdsUpload(ctx, in, want, total) {
+			return nil
+		}
+		if errorCode(err) == "NoSuchUpload" || isConditionFailed(err) {
+			// The upload is gone or the key is taken, and not by this
+			// upload: another round cannot succeed.
+			return err
+		}
+	}
 	return err
+}
+
+// mayHaveCompleted reports whether a failed CompleteMultipartUpload may
+// nonetheless have stored the object: every failure but a plain refusal
+// (4xx) of this request, where NoSuchUpload and 412/409 count as possible
+// successes, since they are what a repeat of a completed upload meets.
+func mayHaveCompleted(err error) bool {
+	if errorCode(err) == "NoSuchUpload" || isConditionFailed(err) {
+		return true
+	}
+	code := statusCode(err)
+	return code < 400 || code >= 500
+}
+
+// holdsUpload reports whether the object in.Key is the one the upload of
+// ETag want, total bytes and in.Metadata stored.
+func (s *Store) holdsUpload(ctx context.Context, in *awss3.PutObjectInput, want string, total int64) bool {
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: in.Bucket, Key: in.Key}, s.partRetry)
+	if err != nil {
+		return false
+	}
+	return strings.Trim(aws.ToString(out.ETag), `"`) == want &&
+		aws.ToInt64(out.ContentLength) == total &&
+		maps.Equal(out.Metadata, in.Metadata)
+}
+
+// multipartETag is the ETag S3 gives the object of a multipart upload of
+// parts: the MD5 of the parts' MD5s, a dash and the number of parts; ""
+// when a part's ETag is not an MD5.
+func multipartETag(parts []types.CompletedPart) string {
+	h := md5.New()
+	for _, p := range parts {
+		sum, err := hex.DecodeString(strings.Trim(aws.ToString(p.ETag), `"`))
+		if err != nil || len(sum) != md5.Size {
+			return ""
+		}
+		h.Write(sum)
+	}
+	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
