@@ -17,9 +17,10 @@ import (
 )
 
 // completeBreaker passes every request to the server and breaks the
-// answer of the first CompleteMultipartUpload after the server acted on
-// it: how is up to the test.
+// answer of the first CompleteMultipartUpload (or of the first request
+// match accepts) after the server acted on it: how is up to the test.
 type completeBreaker struct {
+	match     func(*http.Request) bool // nil: isComplete
 	mu        sync.Mutex
 	completes int // CompleteMultipartUpload requests seen
 	broken    int
@@ -33,7 +34,11 @@ func isComplete(req *http.Request) bool {
 
 func (b *completeBreaker) Do(req *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil || !isComplete(req) {
+	match := b.match
+	if match == nil {
+		match = isComplete
+	}
+	if err != nil || !match(req) {
 		return resp, err
 	}
 	b.mu.Lock()
@@ -53,19 +58,6 @@ func (b *completeBreaker) Do(req *http.Request) (*http.Response, error) {
 func TestCompleteAnswerLost(t *testing.T) {
 	t.Parallel()
 	srv := s3test.Start(t)
-	truncate := func(resp *http.Response) (*http.Response, error) {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body[:len(body)/2]), errReader{io.ErrUnexpectedEOF}))
-		resp.ContentLength = -1
-		return resp, nil
-	}
-	lose := func(resp *http.Response) (*http.Response, error) {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return nil, errors.New("read: connection reset by peer (injected)")
-	}
-	noWait := retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
 	for _, tc := range []struct {
 		name        string
 		breakf      func(*http.Response) (*http.Response, error)
@@ -86,6 +78,7 @@ func TestCompleteAnswerLost(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.partRetry = partRetryOption(DefaultPartAttempts, noWait)
+			st.completeRetry = retryPolicy(DefaultPartAttempts, noWait, false)
 			data := randomData(11, 12<<20)
 			md := map[string]string{"walrus-digest": "xxh64:0123456789abcdef"}
 			err = st.Put(t.Context(), "complete/obj", onlyReader{bytes.NewReader(data)}, storage.PutOptions{Size: -1, IfNotExists: tc.ifNotExists, Metadata: md})
@@ -131,6 +124,7 @@ func TestCompleteAnswerLost(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.partRetry = partRetryOption(DefaultPartAttempts, noWait)
+		st.completeRetry = retryPolicy(DefaultPartAttempts, noWait, false)
 		other := randomData(12, 12<<20)
 		if err := st.Put(t.Context(), "complete/taken", bytes.NewReader(other), storage.PutOptions{Size: -1}); err != nil {
 			t.Fatal(err)
@@ -178,6 +172,71 @@ func TestCompleteRefusedIsAnError(t *testing.T) {
 		t.Fatalf("Stat after the refused Put: %v, want ErrNotFound", err)
 	}
 	assertNoUploads(t, srv, bucket)
+}
+
+// truncate cuts an answer's body in half.
+func truncate(resp *http.Response) (*http.Response, error) {
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body[:len(body)/2]), errReader{io.ErrUnexpectedEOF}))
+	resp.ContentLength = -1
+	return resp, nil
+}
+
+// lose drops an answer the server sent.
+func lose(resp *http.Response) (*http.Response, error) {
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil, errors.New("read: connection reset by peer (injected)")
+}
+
+var noWait = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
+
+// TestUploadRequestAnswerBroken: the answer to the other requests of an
+// upload whose body cannot be read again is cut short or lost after the
+// server acted: CreateMultipartUpload (the SDK gave up on an answer it
+// could not decode), and a create-only PutObject of a body that fits one
+// part (the SDK's retry meets 412 on the object its first attempt
+// stored). The Put succeeds and the object is whole.
+func TestUploadRequestAnswerBroken(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	isCreate := func(req *http.Request) bool { return req.Method == http.MethodPost && req.URL.Query().Has("uploads") }
+	isPut := func(req *http.Request) bool {
+		return req.Method == http.MethodPut && !req.URL.Query().Has("partNumber")
+	}
+	for _, tc := range []struct {
+		name   string
+		match  func(*http.Request) bool
+		breakf func(*http.Response) (*http.Response, error)
+		size   int
+	}{
+		{"CreateMultipartUpload truncated", isCreate, truncate, 12 << 20},
+		{"CreateMultipartUpload lost", isCreate, lose, 12 << 20},
+		{"PutObject lost", isPut, lose, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			br := &completeBreaker{match: tc.match, limit: 1, breakf: tc.breakf}
+			st, err := newStore(t.Context(), testConfig(srv, srv.NewBucket(t)), func(o *awss3.Options) { o.HTTPClient = br })
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.partRetry = partRetryOption(DefaultPartAttempts, noWait)
+			data := randomData(15, tc.size)
+			md := map[string]string{"walrus-digest": "xxh64:fedcba9876543210"}
+			err = st.Put(t.Context(), "broken/obj", onlyReader{bytes.NewReader(data)}, storage.PutOptions{Size: -1, IfNotExists: true, Metadata: md})
+			if br.broken == 0 {
+				t.Fatal("no answer was broken: the test tests nothing")
+			}
+			if err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			if got := readAll(t, st, "broken/obj"); !bytes.Equal(got, data) {
+				t.Fatalf("stored %d bytes, want %d", len(got), len(data))
+			}
+		})
+	}
 }
 
 type errReader struct{ err error }

@@ -40,18 +40,25 @@
 // object becomes visible only when the single PUT or the
 // CompleteMultipartUpload succeeds, so readers never see part of it.
 // Retries are the SDK's standard retryer; every attempt sends a whole part
-// from its buffer, never a half-consumed stream. UploadPart gets
-// Config.PartAttempts attempts (10 by default) and no retry quota, since
-// the body behind a multipart upload is often a stream that no layer above
-// can replay. When the body fails, the context ends, a part fails or the
-// size differs from PutOptions.Size, the upload is aborted (also when the
-// context is already cancelled) and nothing is stored. The answer to
-// CompleteMultipartUpload can be lost after the server stored the object
-// (a broken connection, a 200 cut short, which the SDK does not retry);
-// then HeadObject decides: when the key holds an object with this
-// upload's multipart ETag (computed from the parts' MD5 ETags), size and
-// metadata, the Put has succeeded, otherwise it is sent again, up to three
-// times. Objects are limited
+// from its buffer, never a half-consumed stream. The requests of an upload
+// whose body no layer above can replay (UploadPart, CreateMultipartUpload,
+// the PutObject of a buffered body) get Config.PartAttempts attempts (10
+// by default), no retry quota, and are also retried when their answer is
+// cut short, which the SDK alone gives up on. When the body fails, the
+// context ends, a part fails or the size differs from PutOptions.Size, the
+// upload is aborted (also when the context is already cancelled) and
+// nothing is stored.
+//
+// An answer can be lost after the server stored the object (a broken
+// connection, a 200 cut short). For CompleteMultipartUpload, and for a
+// create-only PutObject whose retry meets 412, HeadObject then decides:
+// when the key holds an object with this upload's ETag (the MD5 of the
+// body, or for a multipart upload the one computed from the parts' MD5
+// ETags), size and metadata, the Put has succeeded; otherwise
+// CompleteMultipartUpload is sent again, up to three times, or the error
+// stands. A server whose ETags are not MD5-based never matches: a lost
+// answer then costs a failed Put, never a wrong success. Objects are
+// limited
 // to 10,000 parts, i.e. about 78 GiB with the default part size.
 //
 // IfNotExists is enforced twice: Put first asks HeadObject and fails with

@@ -93,7 +93,9 @@ type Store struct {
 	prefix      string // "" or ending in '/'
 	concurrency int    // parts of one Put in flight
 	buffers     *partBuffers
-	partRetry   func(*awss3.Options) // the retry policy of UploadPart
+	partRetry   func(*awss3.Options) // the retry policy of UploadPart and the like (partRetryOption)
+	// completeRetry is partRetry without retrying answers cut short.
+	completeRetry func(*awss3.Options)
 
 	bucketSeen atomic.Bool // HeadBucket succeeded once
 }
@@ -186,21 +188,33 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*awss3.Options)) (
 		attempts = DefaultPartAttempts
 	}
 	return &Store{
-		client:      client,
-		bucket:      cfg.Bucket,
-		prefix:      prefix,
-		concurrency: concurrency,
-		buffers:     newPartBuffers(int(partSize), bufferBudget(concurrency)),
-		partRetry:   partRetryOption(attempts, nil),
+		client:        client,
+		bucket:        cfg.Bucket,
+		prefix:        prefix,
+		concurrency:   concurrency,
+		buffers:       newPartBuffers(int(partSize), bufferBudget(concurrency)),
+		partRetry:     partRetryOption(attempts, nil),
+		completeRetry: retryPolicy(attempts, nil, false),
 	}, nil
 }
 
-// partRetryOption is the retry policy of UploadPart: the SDK's standard
-// one (which errors are retried, backoff with jitter up to 20 s unless
-// backoff is given), attempts attempts, and no retry quota: the quota is
-// shared by the whole client, and a long backup on a flaky link would
-// run it dry.
+// partRetryOption is the retry policy of the requests of an upload that
+// no layer above can send again, since the body behind them may be a
+// stream already consumed: UploadPart, CreateMultipartUpload, the
+// PutObject of a body read into a part buffer, and the HeadObject that
+// checks a stored object. It is the SDK's standard one (which errors are
+// retried, backoff with jitter up to 20 s unless backoff is given) with
+// attempts attempts, no retry quota (the quota is shared by the whole
+// client, and a long backup on a flaky link would run it dry), and one
+// more retryable error: an answer cut short (the SDK gives up on a body it
+// cannot decode; resending these requests is harmless).
 func partRetryOption(attempts int, backoff retry.BackoffDelayer) func(*awss3.Options) {
+	return retryPolicy(attempts, backoff, true)
+}
+
+// retryPolicy is partRetryOption, retrying answers cut short or not.
+// CompleteMultipartUpload does not (see Store.complete).
+func retryPolicy(attempts int, backoff retry.BackoffDelayer, truncated bool) func(*awss3.Options) {
 	return func(o *awss3.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = attempts
@@ -208,8 +222,28 @@ func partRetryOption(attempts int, backoff retry.BackoffDelayer) func(*awss3.Opt
 			if backoff != nil {
 				so.Backoff = backoff
 			}
+			if truncated {
+				// First: the SDK's own connection check answers "no"
+				// for these.
+				so.Retryables = append([]retry.IsErrorRetryable{retryCutAnswer}, so.Retryables...)
+			}
 		})
 	}
+}
+
+// retryCutAnswer retries a request whose answer ended before its body
+// could be decoded.
+var retryCutAnswer = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+	if isCutAnswer(err) {
+		return aws.TrueTernary
+	}
+	return aws.UnknownTernary
+})
+
+// isCutAnswer reports whether err is an answer whose body ended early.
+func isCutAnswer(err error) bool {
+	var de *smithy.DeserializationError
+	return errors.As(err, &de) && errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func (s *Store) objectKey(key string) string { return s.prefix + key }
