@@ -22,7 +22,9 @@
 // # Push, step by step
 //
 //  1. Connect (pgx, TCP keepalives) and keep that one session to the end
-//     (TRAPS.md 9). Refuse a server that is not PostgreSQL 15, has
+//     (TRAPS.md 9). While the files are copied, pg.WatchSession checks it
+//     every SessionCheck (5 s) and a lost session fails the backup at
+//     once instead of after the copy. Refuse a server that is not PostgreSQL 15, has
 //     archive_mode off, or whose data directory is not PGDATA.
 //  2. Check the repository identity (system identifier, encryption).
 //  3. Take the cluster's backup lock: a session-level advisory lock on the

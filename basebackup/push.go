@@ -85,6 +85,10 @@ type Options struct {
 	// WALTimeout bounds the wait for the backup's WAL in the repository.
 	// 0: DefaultWALTimeout.
 	WALTimeout time.Duration
+	// SessionCheck is how often the backup's database session is checked
+	// while the files are copied (pg.WatchSession); 0:
+	// pg.DefaultSessionCheck.
+	SessionCheck time.Duration
 	// LockWait is how long to wait for a delete's exclusive repository
 	// lock (repo.AcquireLock) before failing; 0 fails at once.
 	LockWait time.Duration
@@ -272,7 +276,15 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	stopProgress := prog.Run(ctx)
 	defer stopProgress()
 
-	cp, err := copyDataDir(ctx, up, pgdata, concurrency)
+	// Nothing uses the session while the files are copied: a watch
+	// checks that it lives, so that a backup made void by its loss fails
+	// now, not after copying everything (TRAPS.md 9).
+	copyCtx, stopWatch := pg.WatchSession(ctx, conn, opts.SessionCheck)
+	cp, err := copyDataDir(copyCtx, up, pgdata, concurrency)
+	stopWatch()
+	if cause := context.Cause(copyCtx); err != nil && errors.Is(cause, pg.ErrSessionEnded) {
+		return Result{}, fmt.Errorf("backup-push %s: %v during the copy (terminated, a server restart, or a lost connection), so PostgreSQL aborted this backup; no backup was recorded: run backup-push again", name, cause)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
 	}

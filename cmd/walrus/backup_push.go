@@ -42,7 +42,10 @@ The cluster must archive its WAL into the same repository (archive_command =
 'walrus wal-push %p'): the backup exists only once the WAL from its start to
 its end is there. Parts are uploaded upload_concurrency at a time, cut at
 part_size; backup_rate_limit caps the read rate. A backup that fails or is
-interrupted leaves no backup behind and no backup open on the server. Only
+interrupted leaves no backup behind and no backup open on the server. The
+backup belongs to its database session: backup-push checks it every 5 s while
+it copies, and fails at once if the session ended (terminated, a server
+restart, a lost connection), since PostgreSQL has then aborted the backup. Only
 one backup of a cluster runs at a time. It holds the repository's shared
 lock (locks/) from before it chooses a delta base until its manifest is
 written: while a delete runs it waits up to lock_wait (5m), then fails.

@@ -15,7 +15,9 @@ import (
 // TestBackupSessionTerminated (TRAPS.md 9): a non-exclusive backup belongs
 // to its session. When the backup's PostgreSQL session is terminated
 // (pg_terminate_backend) while backup-push is still copying, backup-push
-// fails saying the session was lost, lists nothing, leaves no parts, and
+// fails saying the session was lost, before it has copied everything (it
+// checks its session during the copy and never reaches pg_backup_stop),
+// lists nothing, leaves no parts, and
 // never opens another session to call pg_backup_stop (the server log, with
 // every statement logged, shows no pg_backup_stop after the termination,
 // while it does show the one of the next, successful backup). The next
@@ -23,11 +25,12 @@ import (
 func TestBackupSessionTerminated(t *testing.T) {
 	t.Parallel()
 	// Slow enough that the backup is still copying when its session is
-	// terminated (about 25 MB at 4 MiB/s).
-	c, repoDir, env, slowEnv := slowBackupCluster(t, "4MiB")
+	// terminated, and long after the watch's next check (about 25 MB at
+	// 1 MiB/s, checks every 5 s).
+	c, repoDir, env, slowEnv := slowBackupCluster(t, "1MiB")
 
 	logStart := logSize(t, c)
-	cmd, stderr := startWalrus(t, slowEnv, "backup-push", c.DataDir())
+	cmd, stderr := startWalrus(t, slowEnv, "backup-push", "--verbose", c.DataDir())
 	done := waitChan(t, cmd)
 	waitFor(t, "a part of the slow backup in the repository", func() bool { return len(storedParts(repoDir)) > 0 })
 	pid := backupSession(t, c)
@@ -65,6 +68,13 @@ func TestBackupSessionTerminated(t *testing.T) {
 	}
 	if !strings.Contains(failure.String(), "run backup-push again") {
 		t.Errorf("backup-push does not say what to do after losing its session:\n%s", out)
+	}
+	// It noticed during the copy: it never went on to pg_backup_stop.
+	if strings.Contains(out, ": pg_backup_stop") {
+		t.Errorf("backup-push copied everything and reached pg_backup_stop before it noticed its session was gone:\n%s", out)
+	}
+	if !strings.Contains(out, ": pg_backup_start") {
+		t.Fatalf("no debug lines from backup-push --verbose (the check above would pass for nothing):\n%s", out)
 	}
 	if bs := listBackups(t, env); len(bs) != 0 {
 		t.Fatalf("backup-list after the session was terminated: %+v", bs)
