@@ -4,7 +4,10 @@
 //
 // Words used here:
 //   - root: the absolute directory that holds the repository. New creates
-//     it (mode 0700) when it is absent.
+//     it (mode 0700) when it is absent, but refuses (ErrNotMounted) a root
+//     at or under a mount point of /etc/fstab, other than a memory file
+//     system's, that /proc/self/mountinfo does not list: the files would
+//     go to the disk beneath the missing mount (TRAPS.md 1).
 //   - temp file: a file named ".walrus-tmp-*" in the directory of the key
 //     being written. Valid keys never have a component starting with '.',
 //     so a temp file can never be mistaken for an object, and List skips it.

@@ -40,12 +40,22 @@ var (
 )
 
 // New returns a Store rooted at root, which must be an absolute path. The
-// directory is created with mode 0700 when it does not exist.
+// directory is created with mode 0700 when it does not exist. New fails
+// with ErrNotMounted when root lies under a mount point of /etc/fstab
+// that nothing is mounted on.
 func New(root string) (*Store, error) {
+	return open(root, fstabPath, mountinfoPath)
+}
+
+// open is New, reading the mount tables at the paths given.
+func open(root, fstabPath, mountinfoPath string) (*Store, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("open repository %q: the path must be absolute", root)
 	}
 	root = filepath.Clean(root)
+	if err := checkMounted(root, fstabPath, mountinfoPath); err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", root, err)
+	}
 	fi, err := os.Stat(root)
 	switch {
 	case errors.Is(err, iofs.ErrNotExist):
