@@ -53,6 +53,12 @@ type FetchOptions struct {
 	Recovery Recovery
 	// Progress, when not nil, receives a redrawn status line (a terminal).
 	Progress io.Writer
+	// onSync, when not nil, is called right after each successful fsync of
+	// the restore, with the kind of what was fsynced (syncedFile,
+	// syncedAdded, syncedDir, syncedFinal) and its path, so that tests can
+	// check what is fsynced and in which order. It is called from several
+	// goroutines at once while the restored files are fsynced (syncFiles).
+	onSync func(kind, path string)
 }
 
 // FetchResult describes a completed restore.
@@ -82,9 +88,11 @@ const maxHeldFileSize = 1 << 20
 // before it writes anything: the manifest, the targets (absent or empty),
 // every part's presence and size. It then downloads the parts in parallel,
 // verifies each file's size and CRC-32C and each part's SHA-256, fsyncs
-// files, then directories, writes backup_label, tablespace_map and the
-// recovery settings, and writes recovery.signal, PG_VERSION and
-// global/pg_control last (TRAPS.md 28), so that a restore that fails
+// the files, writes and fsyncs backup_label, tablespace_map and the
+// recovery settings, fsyncs the directories (deepest first, the parents of
+// Dest and of the tablespace directories last), and writes
+// recovery.signal, PG_VERSION and global/pg_control last (TRAPS.md 28),
+// each fsynced with its directory, so that a restore that fails
 // never leaves a directory PostgreSQL would start. It never writes outside
 // Dest and the tablespace directories, whatever the manifest or a tar
 // entry says.
@@ -130,6 +138,7 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 	if err != nil {
 		return FetchResult{}, fmt.Errorf("backup-fetch %s: %w", m.Name, err)
 	}
+	pl.onSync = opts.onSync
 	concurrency := cmpOr(opts.Concurrency, DefaultConcurrency)
 	for li, l := range links {
 		if err := checkParts(ctx, opts.Store, l, concurrency); err != nil {
@@ -211,6 +220,28 @@ type plan struct {
 	dest      string
 	spcTarget map[uint32]string // tablespace OID → directory its contents go to
 	dirs      []catalog.File
+	onSync    func(kind, path string) // FetchOptions.onSync
+}
+
+// The kinds of fsync that fsync reports to FetchOptions.onSync.
+const (
+	syncedFile  = "file"  // a file restored from the backup (syncFiles)
+	syncedAdded = "added" // backup_label, tablespace_map, walrus-restore.yaml, postgresql.auto.conf (writeRecoveryFiles)
+	syncedDir   = "dir"   // a directory
+	syncedFinal = "final" // recovery.signal, PG_VERSION, global/pg_control (writeFinal)
+)
+
+// fsync fsyncs f, opened at path p, and reports it to the onSync hook:
+// every fsync of a restore goes through it, so that a test sees one
+// removed.
+func (pl *plan) fsync(f *os.File, kind, p string) error {
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if pl.onSync != nil {
+		pl.onSync(kind, p)
+	}
+	return nil
 }
 
 // planRestore resolves the targets and checks that each is absent or
@@ -393,9 +424,10 @@ func (pl *plan) makeTree() error {
 	return nil
 }
 
-// finishDirs sets every directory's recorded mode and time and fsyncs
-// the directories, deepest first, so that every file written is reachable
-// after a crash.
+// finishDirs sets every directory's recorded mode and fsyncs the
+// directories, deepest first, then the parents of Dest and of the
+// tablespace directories (which the restore may have created), so that
+// every file written is reachable after a crash.
 func (pl *plan) finishDirs() error {
 	dirs := slices.Clone(pl.dirs)
 	slices.SortFunc(dirs, func(a, b catalog.File) int { return strings.Compare(b.Path, a.Path) })
@@ -408,25 +440,41 @@ func (pl *plan) finishDirs() error {
 		if err := os.Chmod(p, fs.FileMode(d.Mode)|0o700); err != nil {
 			return fmt.Errorf("set mode of %s: %w", p, err)
 		}
-		if err := syncDir(p); err != nil {
+		if err := pl.syncDir(p); err != nil {
 			return err
 		}
 	}
 	for _, d := range append(pl.spcDirs(), filepath.Join(pl.dest, "pg_tblspc"), pl.dest) {
-		if err := syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := pl.syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	parents := []string{filepath.Dir(pl.dest)}
+	for _, d := range pl.spcDirs() {
+		if p := filepath.Dir(d); !slices.Contains(parents, p) {
+			parents = append(parents, p)
+		}
+	}
+	for _, p := range parents {
+		// A parent we may not read (only search) cannot be fsynced by
+		// us; its entry for a directory we did not create is old.
+		if err := pl.syncDir(p); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 			return err
 		}
 	}
 	return nil
 }
 
-func syncDir(p string) error {
+// syncDir fsyncs the directory p, making its entries durable.
+func (pl *plan) syncDir(p string) error {
 	d, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("sync directory %s: %w", p, err)
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	// EINVAL: a file system that cannot fsync directories (as PostgreSQL,
+	// walrus takes it as done).
+	if err := pl.fsync(d, syncedDir, p); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("sync directory %s: %w", p, err)
 	}
 	return nil
@@ -437,7 +485,7 @@ func syncDir(p string) error {
 // the recovery settings appended to postgresql.auto.conf, each fsynced.
 func (pl *plan) writeRecoveryFiles(r Recovery) error {
 	m := pl.m
-	if err := writeSynced(pl.abs("backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
+	if err := pl.writeSynced(syncedAdded, pl.abs("backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
 		return err
 	}
 	if len(m.Tablespaces) > 0 || m.TablespaceMap != "" {
@@ -445,12 +493,12 @@ func (pl *plan) writeRecoveryFiles(r Recovery) error {
 		for _, ts := range m.Tablespaces {
 			fmt.Fprintf(&b, "%d %s\n", ts.OID, escapeMapPath(pl.spcTarget[ts.OID]))
 		}
-		if err := writeSynced(pl.abs("tablespace_map"), []byte(b.String()), 0o600); err != nil {
+		if err := pl.writeSynced(syncedAdded, pl.abs("tablespace_map"), []byte(b.String()), 0o600); err != nil {
 			return err
 		}
 	}
 	if r.ConfigFile != nil {
-		if err := writeSynced(pl.abs(pg.RestoreConfigFile), r.ConfigFile, 0o600); err != nil {
+		if err := pl.writeSynced(syncedAdded, pl.abs(pg.RestoreConfigFile), r.ConfigFile, 0o600); err != nil {
 			return err
 		}
 	}
@@ -465,7 +513,7 @@ func (pl *plan) writeRecoveryFiles(r Recovery) error {
 	}
 	_, err = f.WriteString("\n" + strings.Join(lines, "\n") + "\n")
 	if err == nil {
-		err = f.Sync()
+		err = pl.fsync(f, syncedAdded, auto)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -491,8 +539,8 @@ func escapeMapPath(p string) string {
 }
 
 // writeSynced creates a new file (never through a symbolic link, never
-// over an existing file), writes data and fsyncs it.
-func writeSynced(p string, data []byte, mode fs.FileMode) error {
+// over an existing file), writes data and fsyncs it (reported as kind).
+func (pl *plan) writeSynced(kind, p string, data []byte, mode fs.FileMode) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
@@ -502,7 +550,7 @@ func writeSynced(p string, data []byte, mode fs.FileMode) error {
 		err = f.Chmod(mode.Perm() | 0o600)
 	}
 	if err == nil {
-		err = f.Sync()
+		err = pl.fsync(f, kind, p)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -516,10 +564,10 @@ func writeSynced(p string, data []byte, mode fs.FileMode) error {
 // writeFinal writes one of the files that make the directory startable,
 // and fsyncs its directory.
 func (pl *plan) writeFinal(p string, data []byte, mode fs.FileMode) error {
-	if err := writeSynced(p, data, mode); err != nil {
+	if err := pl.writeSynced(syncedFinal, p, data, mode); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(p))
+	return pl.syncDir(filepath.Dir(p))
 }
 
 // undo removes, after a failure, the files that would let PostgreSQL
@@ -530,8 +578,8 @@ func (pl *plan) undo() {
 	for _, rel := range []string{controlFilePath, versionFilePath, "recovery.signal", "backup_label"} {
 		_ = os.Remove(pl.abs(rel))
 	}
-	_ = syncDir(filepath.Join(pl.dest, "global"))
-	_ = syncDir(pl.dest)
+	_ = pl.syncDir(filepath.Join(pl.dest, "global"))
+	_ = pl.syncDir(pl.dest)
 }
 
 // restorer downloads parts and writes their files.
@@ -781,7 +829,7 @@ func (w *restorer) syncFiles(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("sync %s: %w", p, err)
 			}
-			err = f.Sync()
+			err = w.pl.fsync(f, syncedFile, p)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
