@@ -63,7 +63,14 @@ type relDir struct {
 
 func newRelDir(t *testing.T) *relDir {
 	root := t.TempDir()
-	d := &relDir{t: t, pgdata: filepath.Join(root, "pgdata"), spc: filepath.Join(root, "spc")}
+	return relDirAt(t, filepath.Join(root, "pgdata"), filepath.Join(root, "spc"))
+}
+
+// relDirAt is newRelDir with the data directory at pgdata and the
+// tablespace 16400 at spc, wherever they are.
+func relDirAt(t *testing.T, pgdata, spc string) *relDir {
+	t.Helper()
+	d := &relDir{t: t, pgdata: pgdata, spc: spc}
 	writeFile(t, filepath.Join(d.pgdata, "PG_VERSION"), "15\n")
 	writeFile(t, filepath.Join(d.pgdata, "global/pg_control"), string(controlImage()))
 	writeFile(t, filepath.Join(d.pgdata, "base/5/PG_VERSION"), "15\n")
