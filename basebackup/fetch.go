@@ -175,16 +175,13 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 		return FetchResult{}, err
 	}
 	// Last: what makes the directory a data directory PostgreSQL starts.
-	if err := pl.writeFinal(pl.abs("recovery.signal"), nil, 0o600); err != nil {
+	if err := pl.writeFinal(pl.abs("recovery.signal"), nil, 0o600, time.Time{}); err != nil {
 		return FetchResult{}, err
 	}
 	for _, p := range []string{versionFilePath, controlFilePath} {
 		f := w.fileEntry(p)
-		if err := pl.writeFinal(pl.abs(p), w.held[p], fs.FileMode(f.Mode)); err != nil {
+		if err := pl.writeFinal(pl.abs(p), w.held[p], fs.FileMode(f.Mode), f.MTime); err != nil {
 			return FetchResult{}, err
-		}
-		if err := os.Chtimes(pl.abs(p), f.MTime, f.MTime); err != nil {
-			return FetchResult{}, fmt.Errorf("set time of %s: %w", p, err)
 		}
 	}
 	stopProgress()
@@ -485,7 +482,7 @@ func (pl *plan) syncDir(p string) error {
 // the recovery settings appended to postgresql.auto.conf, each fsynced.
 func (pl *plan) writeRecoveryFiles(r Recovery) error {
 	m := pl.m
-	if err := pl.writeSynced(syncedAdded, pl.abs("backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
+	if err := pl.writeSynced(syncedAdded, pl.abs("backup_label"), []byte(m.BackupLabel), 0o600, time.Time{}); err != nil {
 		return err
 	}
 	if len(m.Tablespaces) > 0 || m.TablespaceMap != "" {
@@ -493,12 +490,12 @@ func (pl *plan) writeRecoveryFiles(r Recovery) error {
 		for _, ts := range m.Tablespaces {
 			fmt.Fprintf(&b, "%d %s\n", ts.OID, escapeMapPath(pl.spcTarget[ts.OID]))
 		}
-		if err := pl.writeSynced(syncedAdded, pl.abs("tablespace_map"), []byte(b.String()), 0o600); err != nil {
+		if err := pl.writeSynced(syncedAdded, pl.abs("tablespace_map"), []byte(b.String()), 0o600, time.Time{}); err != nil {
 			return err
 		}
 	}
 	if r.ConfigFile != nil {
-		if err := pl.writeSynced(syncedAdded, pl.abs(pg.RestoreConfigFile), r.ConfigFile, 0o600); err != nil {
+		if err := pl.writeSynced(syncedAdded, pl.abs(pg.RestoreConfigFile), r.ConfigFile, 0o600, time.Time{}); err != nil {
 			return err
 		}
 	}
@@ -539,8 +536,9 @@ func escapeMapPath(p string) string {
 }
 
 // writeSynced creates a new file (never through a symbolic link, never
-// over an existing file), writes data and fsyncs it (reported as kind).
-func (pl *plan) writeSynced(kind, p string, data []byte, mode fs.FileMode) error {
+// over an existing file), writes data, sets its mode and, unless mtime is
+// zero, its time, and fsyncs it (reported as kind).
+func (pl *plan) writeSynced(kind, p string, data []byte, mode fs.FileMode, mtime time.Time) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
@@ -548,6 +546,10 @@ func (pl *plan) writeSynced(kind, p string, data []byte, mode fs.FileMode) error
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Chmod(mode.Perm() | 0o600)
+	}
+	if err == nil && !mtime.IsZero() {
+		// Before the fsync, which makes the time durable with the data.
+		err = os.Chtimes(p, mtime, mtime)
 	}
 	if err == nil {
 		err = pl.fsync(f, kind, p)
@@ -561,10 +563,10 @@ func (pl *plan) writeSynced(kind, p string, data []byte, mode fs.FileMode) error
 	return nil
 }
 
-// writeFinal writes one of the files that make the directory startable,
-// and fsyncs its directory.
-func (pl *plan) writeFinal(p string, data []byte, mode fs.FileMode) error {
-	if err := pl.writeSynced(syncedFinal, p, data, mode); err != nil {
+// writeFinal writes one of the files that make the directory startable
+// (writeSynced), and fsyncs its directory.
+func (pl *plan) writeFinal(p string, data []byte, mode fs.FileMode, mtime time.Time) error {
+	if err := pl.writeSynced(syncedFinal, p, data, mode, mtime); err != nil {
 		return err
 	}
 	return pl.syncDir(filepath.Dir(p))

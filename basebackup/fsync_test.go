@@ -194,10 +194,8 @@ func checkSyncs(t *testing.T, m *catalog.Manifest, events []syncEvent, dest stri
 		if e.size != fi.Size() || e.mode != fi.Mode() {
 			t.Errorf("%s changed after its last fsync (%s): %d bytes, mode %v then; %d bytes, mode %v now", p, e.kind, e.size, e.mode, fi.Size(), fi.Mode())
 		}
-		// Fetch sets the time of PG_VERSION and pg_control after their
-		// fsync (see the report on TRAPS.md 28); every other file is
-		// complete, time included, when it is fsynced.
-		if !final[p] && !e.mtime.Equal(fi.ModTime()) {
+		// Every file is complete, time included, when it is fsynced.
+		if !e.mtime.Equal(fi.ModTime()) {
 			t.Errorf("%s changed after its last fsync (%s): modified %v then, %v now", p, e.kind, e.mtime, fi.ModTime())
 		}
 	}
