@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"go/build"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +101,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 		args = append(args, "posix", s.Dir)
 		logPath := filepath.Join(logDir, fmt.Sprintf("versitygw-%d.log", attempt))
-		stop, err := run(bin, args, logPath, "http://"+addr)
+		s.Endpoint = "http://" + addr
+		s.client = s.newClient()
+		stop, err := run(bin, args, logPath, s.answers)
 		if err == nil {
 			t.Cleanup(func() {
 				// A gateway slow to exit under load says nothing about
@@ -111,8 +112,6 @@ func Start(t testing.TB, opts ...Option) *Server {
 					t.Logf("s3test: stop versitygw: %v", err)
 				}
 			})
-			s.Endpoint = "http://" + addr
-			s.client = s.newClient()
 			return s
 		}
 		lastErr = err
@@ -125,9 +124,18 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return nil
 }
 
-// run starts the server and waits until it answers HTTP on url. It returns
-// the function that stops it.
-func run(bin string, args []string, logPath, url string) (stop func() error, err error) {
+// answers reports whether the server at s.Endpoint accepts s's
+// credentials: it is this server, not another one (of a test running
+// beside this one) that took the port between freePort and the start.
+func (s *Server) answers(ctx context.Context) error {
+	_, err := s.client.ListBuckets(ctx, &s3.ListBucketsInput{})
+	return err
+}
+
+// run starts the server and waits until ready succeeds, which must prove
+// that the process started answers, not just anything on its port. It
+// returns the function that stops it.
+func run(bin string, args []string, logPath string, ready func(context.Context) error) (stop func() error, err error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -154,7 +162,6 @@ func run(bin string, args []string, logPath, url string) (stop func() error, err
 			return errors.New("did not stop on SIGINT; killed")
 		}
 	}
-	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
@@ -162,14 +169,15 @@ func run(bin string, args []string, logPath, url string) (stop func() error, err
 			return nil, fmt.Errorf("exited before answering: %v", err)
 		default:
 		}
-		resp, err := client.Get(url)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := ready(ctx)
+		cancel()
 		if err == nil {
-			resp.Body.Close()
 			return stop, nil
 		}
 		if time.Now().After(deadline) {
 			_ = stop()
-			return nil, fmt.Errorf("did not answer on %s within %v: %v", url, startTimeout, err)
+			return nil, fmt.Errorf("did not answer within %v: %v", startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
