@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/walrusdb/walrus/internal/progress"
+	"github.com/walrusdb/walrus/internal/wait"
 
 	"github.com/jackc/pgx/v5"
 
@@ -561,7 +562,7 @@ func readControlFile(ctx context.Context, path string) ([]byte, fs.FileInfo, err
 	var lastErr error
 	for attempt := range 10 {
 		if attempt > 0 {
-			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			if err := wait.Sleep(ctx, 50*time.Millisecond); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -586,17 +587,6 @@ func readControlFile(ctx context.Context, path string) ([]byte, fs.FileInfo, err
 		return b, fi, nil
 	}
 	return nil, nil, fmt.Errorf("read %s: %w (after 10 attempts, 50 ms apart): the cluster's control file fails its checksum every time; check it with pg_controldata before trusting this cluster, and take the backup again", controlFilePath, lastErr)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // nameTimeFormat is the time in a backup name: sortable, readable, UTC.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/wait"
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
 	"github.com/walrusdb/walrus/storage"
@@ -36,7 +37,7 @@ func waitForWAL(ctx context.Context, st storage.Store, suffix string, tli pg.Tim
 		need = append(need, pg.SegmentName(tli, seg, segSize))
 	}
 	deadline := time.Now().Add(timeout)
-	wait := walPollFirst
+	pause := walPollFirst
 	for _, name := range need {
 		for {
 			_, err := repo.FindObject(ctx, st, repo.WALBase(name), suffix)
@@ -49,10 +50,10 @@ func waitForWAL(ctx context.Context, st storage.Store, suffix string, tli pg.Tim
 			if time.Now().After(deadline) {
 				return fmt.Errorf("WAL %s, needed to restore this backup, is not in the repository after %v although PostgreSQL reports it archived: make archive_command push to this repository (walrus wal-push with the same configuration)", name, timeout)
 			}
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := wait.Sleep(ctx, pause); err != nil {
 				return fmt.Errorf("wait for WAL %s: %w", name, err)
 			}
-			wait = min(2*wait, walPollMax)
+			pause = min(2*pause, walPollMax)
 		}
 	}
 	return nil

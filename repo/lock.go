@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/wait"
 	"github.com/walrusdb/walrus/storage"
 )
 
@@ -144,10 +145,8 @@ func AcquireLock(ctx context.Context, st storage.Store, mode LockMode, command s
 			opts.Waiting(holder)
 			told = true
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (while waiting for %s)", ctx.Err(), holder)
-		case <-time.After(delay):
+		if err := wait.Sleep(ctx, delay); err != nil {
+			return nil, fmt.Errorf("%w (while waiting for %s)", err, holder)
 		}
 		delay = min(2*delay, 10*time.Second)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/walrusdb/walrus/config"
 	"github.com/walrusdb/walrus/internal/detach"
+	"github.com/walrusdb/walrus/internal/wait"
 	"github.com/walrusdb/walrus/walpush"
 )
 
@@ -153,10 +154,8 @@ func (g *globals) startPushDaemon(ctx context.Context, cfg *config.Config, path 
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the wal-push-daemon it started did not listen within %v: see %s", daemonStartWait, logPath)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		if err := wait.Sleep(ctx, 5*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

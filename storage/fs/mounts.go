@@ -78,9 +78,9 @@ func resolveExisting(p string) string {
 }
 
 // unmountedMountPoint returns the deepest mount point of fstab, other than
-// "/" and those of memory file systems (memoryFS), that is one of paths or an ancestor of one and is not a mount
-// point in mountinfo (the format of /proc/<pid>/mountinfo); "" when there
-// is none.
+// "/" and those of memory file systems (memoryFS), that is one of paths or
+// an ancestor of one and is not a mount point in mountinfo (the format of
+// /proc/<pid>/mountinfo); "" when there is none.
 func unmountedMountPoint(paths []string, fstab, mountinfo io.Reader) (string, error) {
 	mounted := map[string]bool{}
 	sc := bufio.NewScanner(mountinfo)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/wait"
 	"github.com/walrusdb/walrus/storage"
 )
 
@@ -68,7 +69,7 @@ func (r *reader) openNext() error {
 			}
 			d := opts.Delay(r.failures)
 			r.s.onRetry(r.pending, r.failures, d)
-			if err := sleep(r.ctx, d); err != nil {
+			if err := wait.Sleep(r.ctx, d); err != nil {
 				return fmt.Errorf("get %s: %w (stopped retrying: %w)", r.key, r.pending, err)
 			}
 			r.pending = nil

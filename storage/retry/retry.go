@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/walrusdb/walrus/internal/wait"
 )
 
 // Defaults used for zero Options fields.
@@ -99,7 +101,7 @@ func Do(ctx context.Context, opts Options, fn func(ctx context.Context) error) e
 		if opts.OnRetry != nil {
 			opts.OnRetry(err, attempt, d)
 		}
-		if serr := sleep(ctx, d); serr != nil {
+		if serr := wait.Sleep(ctx, d); serr != nil {
 			return fmt.Errorf("%w (stopped retrying: %w)", unmark(err), serr)
 		}
 	}
@@ -125,18 +127,6 @@ func retryable(ctx context.Context, err error) bool {
 		return true
 	}
 	return IsRetryable(err)
-}
-
-// sleep waits d or until ctx ends, whichever comes first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // permanentError marks an error that must not be retried.

@@ -18,6 +18,8 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/walrusdb/walrus/internal/wait"
 )
 
 // bufferBudget is how many part buffers a Store holds at most, shared by
@@ -238,7 +240,7 @@ func (s *Store) complete(ctx context.Context, in *awss3.PutObjectInput, uploadID
 	var err error
 	for round := range completeRounds {
 		if round > 0 {
-			if werr := sleepCtx(ctx, time.Duration(200<<round)*time.Millisecond); werr != nil {
+			if werr := wait.Sleep(ctx, time.Duration(200<<round)*time.Millisecond); werr != nil {
 				return err
 			}
 		}
@@ -297,16 +299,4 @@ func multipartETag(parts []types.CompletedPart) string {
 		h.Write(sum)
 	}
 	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
