@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -503,16 +503,24 @@ func validateRepo(repo string) error {
 	return nil
 }
 
-// Redacted returns the effective configuration as "key: value" lines with
-// secrets masked, for `walrus config show`.
-func (c *Config) Redacted() string {
-	var b strings.Builder
-	if c.Source != "" {
-		fmt.Fprintf(&b, "# from %s, overridden by WALRUS_* environment variables\n", c.Source)
-	} else {
-		b.WriteString("# no config file; values from WALRUS_* environment variables and defaults\n")
-	}
-	lines := map[string]string{
+// Setting is one configuration key with the value walrus uses, as config
+// show prints it.
+type Setting struct {
+	// Key is the key in the configuration file, dotted for nested keys
+	// ("s3.endpoint").
+	Key string `json:"key"`
+	// Value is the value in the form the file and the environment take
+	// it, with secrets masked as *** (and a DSN's password).
+	Value string `json:"value"`
+	// Env is the environment variable that overrides the key; "" for
+	// none.
+	Env string `json:"env,omitempty"`
+}
+
+// Settings returns every setting, sorted by key, with the value walrus
+// uses and secrets masked.
+func (c *Config) Settings() []Setting {
+	values := map[string]string{
 		"repo":                       c.Repo,
 		"compression":                c.Compression,
 		"compression_level":          strconv.Itoa(c.CompressionLevel),
@@ -543,17 +551,29 @@ func (c *Config) Redacted() string {
 		"retry.call_timeout":         c.Retry.CallTimeout.String(),
 		"command_timeout":            c.CommandTimeout.String(),
 	}
-	keys := make([]string, 0, len(lines))
-	for k := range lines {
-		keys = append(keys, k)
+	out := make([]Setting, 0, len(values))
+	for k, v := range values {
+		out = append(out, Setting{Key: k, Value: v, Env: envFor(k)})
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env := envFor(k)
-		if env != "" {
-			fmt.Fprintf(&b, "%-28s %-40s # %s\n", k+":", quoteIfEmpty(lines[k]), env)
+	slices.SortFunc(out, func(a, b Setting) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// Redacted returns the settings (Settings) as YAML-like text, one key a
+// line with the environment variable that overrides it, headed by where
+// they come from.
+func (c *Config) Redacted() string {
+	var b strings.Builder
+	if c.Source != "" {
+		fmt.Fprintf(&b, "# from %s, overridden by WALRUS_* environment variables\n", c.Source)
+	} else {
+		b.WriteString("# no config file; values from WALRUS_* environment variables and defaults\n")
+	}
+	for _, st := range c.Settings() {
+		if st.Env != "" {
+			fmt.Fprintf(&b, "%-28s %-40s # %s\n", st.Key+":", quoteIfEmpty(st.Value), st.Env)
 		} else {
-			fmt.Fprintf(&b, "%-28s %s\n", k+":", quoteIfEmpty(lines[k]))
+			fmt.Fprintf(&b, "%-28s %s\n", st.Key+":", quoteIfEmpty(st.Value))
 		}
 	}
 	return b.String()
