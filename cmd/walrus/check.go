@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,10 +13,14 @@ import (
 	"github.com/walrusdb/walrus/setup"
 )
 
-type checkOptions struct{ timeout time.Duration }
+type checkOptions struct {
+	timeout time.Duration
+	json    bool
+}
 
 func (o *checkOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the repository and for the switched WAL segment to arrive")
+	fs.BoolVar(&o.json, "json", false, `print {"passed": ..., "findings": [...]} as JSON once every step ran`)
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
@@ -39,9 +45,15 @@ func newCheckCmd(g *globals) *cobra.Command {
                    most --timeout) until that segment is in the repository
 
 Each failure comes with its fix. It changes no setting. The exit status is
-0 only when nothing failed; warnings do not count.`,
+0 only when nothing failed; warnings do not count.
+
+--json prints, once every step ran, {"passed": true|false, "failures": N,
+"warnings": N, "findings": [...]}, one object per step with the keys step,
+status (ok, warn, fail or skip), message and fix; the exit status is the
+same.`,
 		Example: `  walrus --config /var/lib/postgresql/15/walrus-main.yaml check
-  walrus check --timeout 5m`,
+  walrus check --timeout 5m
+  walrus check --json | jq -r '.findings[] | select(.status == "fail") | .fix'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCheck(cmd, g, o)
@@ -62,16 +74,51 @@ func runCheck(cmd *cobra.Command, g *globals, o checkOptions) error {
 		Binary:     bin,
 		Timeout:    o.timeout,
 		Report: func(f setup.Finding) {
+			if o.json {
+				return
+			}
 			fmt.Fprintf(g.stdout, "%-4s  %-15s  %s\n", f.Status, f.Step, f.Message)
 			if f.Fix != "" && (f.Status == setup.StatusFail || f.Status == setup.StatusWarn) {
 				fmt.Fprintf(g.stdout, "      %-15s  fix: %s\n", "", f.Fix)
 			}
 		},
 	})
+	if o.json {
+		if err := writeCheckJSON(g.stdout, res); err != nil {
+			return err
+		}
+	}
 	if n := res.Failures(); n > 0 {
+		if o.json {
+			return withExit(exitFailure, fmt.Errorf("check: %d problem(s): fix them as the findings' fix says, then run walrus check again", n))
+		}
 		fmt.Fprintf(g.stdout, "check FAILED: %d problem(s), %d warning(s)\n", n, res.Warnings())
 		return withExit(exitFailure, fmt.Errorf("check: %d problem(s): fix them as shown above, then run walrus check again", n))
 	}
-	fmt.Fprintf(g.stdout, "check passed: archiving into the repository works (%d warning(s))\n", res.Warnings())
+	if !o.json {
+		fmt.Fprintf(g.stdout, "check passed: archiving into the repository works (%d warning(s))\n", res.Warnings())
+	}
 	return nil
+}
+
+// findingJSON is one finding in check --json.
+type findingJSON struct {
+	Step    string `json:"step"`
+	Status  string `json:"status"` // ok, warn, fail, skip
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// writeCheckJSON writes the outcome of check as check --json prints it.
+func writeCheckJSON(w io.Writer, res *setup.CheckResult) error {
+	findings := []findingJSON{}
+	for _, f := range res.Findings {
+		findings = append(findings, findingJSON{Step: f.Step, Status: strings.ToLower(f.Status.String()), Message: f.Message, Fix: f.Fix})
+	}
+	return writeJSON(w, struct {
+		Passed   bool          `json:"passed"`
+		Failures int           `json:"failures"`
+		Warnings int           `json:"warnings"`
+		Findings []findingJSON `json:"findings"`
+	}{res.Failures() == 0, res.Failures(), res.Warnings(), findings})
 }

@@ -187,6 +187,16 @@ func TestSetupStoppedCluster(t *testing.T) {
 	if !strings.Contains(r.stdout, "WARN  locks            stale lock of a command that is gone: backup-push (shared lock locks/shared-20260101T000000.000000000Z-0123456789ab.json, host elsewhere, pid 4242") {
 		t.Errorf("check does not report the stale lock:\n%s", r.stdout)
 	}
+	// The same report for a script: passed, with the stale lock a warning.
+	r = mustRun(t, env, "--config", cfgPath, "check", "--json")
+	var checked checkJSON
+	if err := json.Unmarshal([]byte(r.stdout), &checked); err != nil {
+		t.Fatalf("check --json is not JSON: %v\n%s", err, r.stdout)
+	}
+	if !checked.Passed || checked.Failures != 0 || checked.Warnings < 1 ||
+		checked.status("locks") != "warn" || checked.status("WAL switch") != "ok" {
+		t.Errorf("check --json: want passed with the locks step a warning and the WAL switch ok:\n%s", r.stdout)
+	}
 	lockKey := "locks/" + filepath.Base(lockPath)
 	r = mustRun(t, env, "--config", cfgPath, "locks", "--json")
 	var listed struct {
@@ -256,6 +266,15 @@ func TestSetupStoppedCluster(t *testing.T) {
 		}
 		if strings.Contains(r.stdout, "unreachable") {
 			t.Errorf("a wrong archive_command is reported as an unreachable repository:\n%s", r.stdout)
+		}
+		r = run(t, env, "--config", cfgPath, "check", "--json")
+		var checked checkJSON
+		if err := json.Unmarshal([]byte(r.stdout), &checked); err != nil {
+			t.Fatalf("check --json is not JSON: %v\n%s", err, r.stdout)
+		}
+		if r.code != 1 || checked.Passed || checked.Failures < 1 || checked.status("archive_command") != "fail" ||
+			!strings.Contains(checked.fix("archive_command"), "wal-push") {
+			t.Errorf("check --json with archive_command = /bin/true: exit %d, want 1 and the archive_command step failed with a fix naming wal-push:\n%s", r.code, r.stdout)
 		}
 
 		// setup puts it right, with a reload.
@@ -344,4 +363,37 @@ func TestSetupRunningCluster(t *testing.T) {
 	if !strings.Contains(r.stdout, "ok    encryption") || !strings.Contains(r.stdout, "check passed") {
 		t.Errorf("check:\n%s", r.stdout)
 	}
+}
+
+// checkJSON is what check --json prints.
+type checkJSON struct {
+	Passed   bool `json:"passed"`
+	Failures int  `json:"failures"`
+	Warnings int  `json:"warnings"`
+	Findings []struct {
+		Step    string `json:"step"`
+		Status  string `json:"status"`
+		Message string `json:"message"`
+		Fix     string `json:"fix"`
+	} `json:"findings"`
+}
+
+// status is the status of the step's first finding, "" when it has none.
+func (c checkJSON) status(step string) string {
+	for _, f := range c.Findings {
+		if f.Step == step {
+			return f.Status
+		}
+	}
+	return ""
+}
+
+// fix is the fix of the step's first finding.
+func (c checkJSON) fix(step string) string {
+	for _, f := range c.Findings {
+		if f.Step == step {
+			return f.Fix
+		}
+	}
+	return ""
 }
