@@ -166,7 +166,7 @@ func Serve(ctx context.Context, walDir string, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := &daemon{p: newPusher(opts), walDir: walDir, statusDir: statusDir, marks: marks,
-		inflight: map[string]chan struct{}{}, kick: make(chan struct{}, 1), slots: max(0, opts.Concurrency-1),
+		inflight: map[string]chan struct{}{}, failed: map[string]aheadFailure{}, kick: make(chan struct{}, 1), slots: max(0, opts.Concurrency-1),
 		stop: cancel}
 	d.touch()
 	var wg sync.WaitGroup
@@ -207,6 +207,7 @@ type daemon struct {
 	inflight map[string]chan struct{} // closed when the push ends
 	ahead    int                      // background pushes in flight
 	kick     chan struct{}
+	failed   map[string]aheadFailure // segments whose push ahead failed, until one succeeds
 
 	stop     context.CancelFunc // ends Serve
 	lastSeen atomic.Int64       // when a client last connected or was answered (UnixNano)
@@ -272,6 +273,48 @@ func (d *daemon) release(name string, background bool) {
 	d.poke()
 }
 
+// The wait before a segment whose push ahead failed is pushed ahead
+// again: aheadBackoffFirst, doubling with each failure up to
+// aheadBackoffMax. Without it a repository outage would have the daemon
+// read, compress and send the same segments in a loop, and fill its log
+// (in pg_wal with wal_push_async) a line a try. PostgreSQL's own requests
+// are never held back.
+const (
+	aheadBackoffFirst = time.Second
+	aheadBackoffMax   = time.Minute
+)
+
+// aheadFailure counts the failed pushes ahead of a segment.
+type aheadFailure struct {
+	n       int
+	retryAt time.Time
+}
+
+// backingOff reports whether name's push ahead failed and may not be
+// tried again before now.
+func (d *daemon) backingOff(name string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.failed[name]
+	return ok && now.Before(f.retryAt)
+}
+
+// pushedAhead records the outcome of a push of name: a failure of a push
+// ahead puts it off (aheadBackoffFirst, doubling), any success forgets
+// its failures.
+func (d *daemon) pushedAhead(name string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil {
+		delete(d.failed, name)
+		return
+	}
+	f := d.failed[name]
+	f.retryAt = time.Now().Add(min(aheadBackoffFirst<<min(f.n, 6), aheadBackoffMax))
+	f.n++
+	d.failed[name] = f
+}
+
 // poke asks the background pusher to look for ready segments.
 func (d *daemon) poke() {
 	select {
@@ -308,7 +351,11 @@ func (d *daemon) pushAhead(ctx context.Context) {
 			d.p.logf("wal-push-daemon: %v", err)
 			continue
 		}
+		now := time.Now()
 		for _, name := range names {
+			if d.backingOff(name, now) {
+				continue
+			}
 			if _, ok := d.claim(name, true); !ok {
 				continue
 			}
@@ -318,6 +365,7 @@ func (d *daemon) pushAhead(ctx context.Context) {
 				if err == nil {
 					err = d.marks.write(res)
 				}
+				d.pushedAhead(name, err)
 				if err != nil {
 					d.p.logf("wal-push-daemon: pushing %s ahead failed (it is pushed when PostgreSQL asks for it): %v", name, err)
 				}
@@ -409,5 +457,9 @@ func (d *daemon) handle(ctx context.Context, line []byte, req *request) (Result,
 		}
 	}
 	defer d.release(name, false)
-	return d.p.push(ctx, filepath.Join(d.walDir, name), marks)
+	res, err := d.p.push(ctx, filepath.Join(d.walDir, name), marks)
+	if err == nil {
+		d.pushedAhead(name, nil)
+	}
+	return res, err
 }
