@@ -42,6 +42,10 @@ const (
 // which runs even when the backup's context was cancelled.
 const cleanupTimeout = time.Minute
 
+// archiverQueryTimeout bounds the query of pg_stat_archiver that explains
+// a failed wait for the backup's WAL, also after ctx ended.
+const archiverQueryTimeout = 10 * time.Second
+
 // Options configure Push.
 type Options struct {
 	// Store is the repository; Encoder compresses and encrypts parts.
@@ -258,11 +262,15 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	enc.Codec = compress.WithConcurrency(enc.Codec, runtime.GOMAXPROCS(0))
 	up := &uploader{st: opts.Store, enc: &enc, backup: name, partSize: partSize, limiter: newRateLimiter(opts.RateLimit), prog: prog, read: rs}
 	keepParts := false
+	stopped := false // pg_backup_stop succeeded
 	defer func() {
 		if err == nil {
 			return
 		}
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil && stopped:
+			err = fmt.Errorf("%w: interrupted while waiting for the backup's WAL in the repository; no backup was recorded: run backup-push again once archive_command archives into this repository", err)
+		case ctx.Err() != nil:
 			err = fmt.Errorf("%w: interrupted; no backup was recorded and the server's backup is aborted with its session: run backup-push again", err)
 		}
 		if keepParts {
@@ -316,11 +324,18 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 		}
 		return Result{}, fmt.Errorf("backup-push %s: %w", name, err)
 	}
+	stopped = true
 	finishWAL := pg.SegmentName(tli, pg.SegmentForLSN(max(stop.LSN, startLSN+1)-1, segSize), segSize)
 	prog.SetPhase("checking the WAL in the repository")
 	prog.SetPhase("waiting for the WAL in the repository")
 	if err := waitForWAL(ctx, opts.Store, opts.Encoder.Suffix(), tli, startLSN, stop.LSN, segSize, walTimeout); err != nil {
-		return Result{}, fmt.Errorf("backup-push %s: %w%s", name, err, pg.ArchiverFailure(ctx, conn))
+		// Also when ctx ended the wait (command_timeout, a signal): the
+		// archiver's failure is then the likely reason, and the operator's
+		// only lead.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), archiverQueryTimeout)
+		failure := pg.ArchiverFailure(actx, conn)
+		cancel()
+		return Result{}, fmt.Errorf("backup-push %s: %w%s", name, err, failure)
 	}
 	prog.SetPhase("")
 	pageWarnings = append(pageWarnings, up.found.pastWarnings(stop.LSN)...)

@@ -48,7 +48,7 @@ func waitForWAL(ctx context.Context, st storage.Store, suffix string, tli pg.Tim
 				return fmt.Errorf("check WAL %s in the repository: %w", name, err)
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("WAL %s, needed to restore this backup, is not in the repository after %v although PostgreSQL reports it archived: make archive_command push to this repository (walrus wal-push with the same configuration)", name, timeout)
+				return fmt.Errorf("WAL %s, needed to restore this backup, is not in the repository after %v (backup_wal_timeout): make archive_command push to this repository (walrus wal-push with the same configuration), or raise backup_wal_timeout if the archiver is only behind", name, timeout)
 			}
 			if err := wait.Sleep(ctx, pause); err != nil {
 				return fmt.Errorf("wait for WAL %s: %w", name, err)

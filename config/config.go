@@ -65,6 +65,10 @@ type Config struct {
 	// LockWait is how long backup-push, backup-mark and delete wait for a
 	// conflicting repository lock (repo.AcquireLock) before they fail.
 	LockWait time.Duration `yaml:"lock_wait"`
+	// BackupWALTimeout is how long backup-push waits, after
+	// pg_backup_stop, for the WAL from the backup's start to its stop to
+	// be in the repository before it fails (TRAPS.md 14).
+	BackupWALTimeout time.Duration `yaml:"backup_wal_timeout"`
 	// WALPrefetch is how many following segments wal-fetch downloads ahead.
 	WALPrefetch int `yaml:"wal_prefetch"`
 	// PrefetchDir is where prefetched segments wait (outside PGDATA).
@@ -133,6 +137,10 @@ const (
 	// DefaultLockWait is lock_wait's default: long enough for a delete to
 	// finish, far shorter than a backup.
 	DefaultLockWait = 5 * time.Minute
+	// DefaultBackupWALTimeout is backup_wal_timeout's default: an
+	// archiver with a backlog has time to catch up; a failing one is
+	// reported within minutes.
+	DefaultBackupWALTimeout = 5 * time.Minute
 	// DefaultRetryMaxAttempts and DefaultRetryCallTimeout are the retry
 	// section's defaults.
 	DefaultRetryMaxAttempts = 5
@@ -151,6 +159,7 @@ func defaults() Config {
 		WALPrefetch:         DefaultWALPrefetch,
 		WALPushAsyncIdle:    time.Minute,
 		LockWait:            DefaultLockWait,
+		BackupWALTimeout:    DefaultBackupWALTimeout,
 		Retry:               Retry{MaxAttempts: DefaultRetryMaxAttempts, CallTimeout: DefaultRetryCallTimeout},
 	}
 }
@@ -193,6 +202,7 @@ var envVars = []envVar{
 	{"WALRUS_WAL_PUSH_ASYNC", "wal_push_async", setBool(func(c *Config) *bool { return &c.WALPushAsync })},
 	{"WALRUS_WAL_PUSH_ASYNC_IDLE", "wal_push_async_idle", setDuration(func(c *Config) *time.Duration { return &c.WALPushAsyncIdle })},
 	{"WALRUS_LOCK_WAIT", "lock_wait", setDuration(func(c *Config) *time.Duration { return &c.LockWait })},
+	{"WALRUS_BACKUP_WAL_TIMEOUT", "backup_wal_timeout", setDuration(func(c *Config) *time.Duration { return &c.BackupWALTimeout })},
 	{"WALRUS_WAL_PREFETCH", "wal_prefetch", setInt(func(c *Config) *int { return &c.WALPrefetch })},
 	{"WALRUS_PREFETCH_DIR", "prefetch_dir", func(c *Config, v string) error { c.PrefetchDir = v; return nil }},
 	{"WALRUS_RETRY_MAX_ATTEMPTS", "retry.max_attempts", setInt(func(c *Config) *int { return &c.Retry.MaxAttempts })},
@@ -472,6 +482,9 @@ func (c *Config) Validate() error {
 			return keyErr(d.key, fmt.Sprintf("%v is negative: give a duration such as 10m, or 0 for none", d.v))
 		}
 	}
+	if c.BackupWALTimeout < time.Second {
+		return keyErr("backup_wal_timeout", fmt.Sprintf("%v is too short: give a duration of at least 1s, such as 5m", c.BackupWALTimeout))
+	}
 	if c.WALPushAsyncIdle < time.Second {
 		return keyErr("wal_push_async_idle", fmt.Sprintf("%v is too short: give a duration of at least 1s, such as 1m", c.WALPushAsyncIdle))
 	}
@@ -546,6 +559,7 @@ func (c *Config) Settings() []Setting {
 		"wal_push_async":             strconv.FormatBool(c.WALPushAsync),
 		"wal_push_async_idle":        c.WALPushAsyncIdle.String(),
 		"lock_wait":                  c.LockWait.String(),
+		"backup_wal_timeout":         c.BackupWALTimeout.String(),
 		"prefetch_dir":               c.PrefetchDir,
 		"retry.max_attempts":         strconv.Itoa(c.Retry.MaxAttempts),
 		"retry.call_timeout":         c.Retry.CallTimeout.String(),

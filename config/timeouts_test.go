@@ -93,3 +93,30 @@ func TestWALPushAsyncKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupWALTimeout: backup_wal_timeout defaults to 5m, is read from the
+// file and the environment (which wins), and a value under a second is an
+// error naming the key.
+func TestBackupWALTimeout(t *testing.T) {
+	t.Parallel()
+	c, err := Load("", env(map[string]string{"WALRUS_REPO": "/r"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BackupWALTimeout != DefaultBackupWALTimeout || DefaultBackupWALTimeout != 5*time.Minute {
+		t.Fatalf("default backup_wal_timeout = %v, want 5m", c.BackupWALTimeout)
+	}
+	p := writeFile(t, "repo: /r\nbackup_wal_timeout: 20m\n")
+	if c, err = Load(p, env(nil)); err != nil || c.BackupWALTimeout != 20*time.Minute {
+		t.Fatalf("from the file: %v, %v; want 20m", c, err)
+	}
+	if c, err = Load(p, env(map[string]string{"WALRUS_BACKUP_WAL_TIMEOUT": "90s"})); err != nil || c.BackupWALTimeout != 90*time.Second {
+		t.Fatalf("environment over the file: %v; want 1m30s", err)
+	}
+	for _, v := range []string{"0s", "-1m", "500ms", "five"} {
+		_, err := Load("", env(map[string]string{"WALRUS_REPO": "/r", "WALRUS_BACKUP_WAL_TIMEOUT": v}))
+		if err == nil || !strings.Contains(err.Error(), "backup_wal_timeout") {
+			t.Errorf("WALRUS_BACKUP_WAL_TIMEOUT=%s: %v, want an error naming backup_wal_timeout", v, err)
+		}
+	}
+}

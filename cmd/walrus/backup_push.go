@@ -40,7 +40,8 @@ PGPASSWORD) as a superuser or a role allowed to run pg_backup_start.
 
 The cluster must archive its WAL into the same repository (archive_command =
 'walrus wal-push %p'): the backup exists only once the WAL from its start to
-its end is there. Parts are uploaded upload_concurrency at a time, cut at
+its end is there; backup-push waits up to backup_wal_timeout (5m) for it, then
+fails naming the missing segment and archive_command's failures. Parts are uploaded upload_concurrency at a time, cut at
 part_size; backup_rate_limit caps the read rate. A backup that fails or is
 interrupted leaves no backup behind and no backup open on the server. The
 backup belongs to its database session: backup-push checks it every 5 s while
@@ -109,6 +110,7 @@ func runBackupPush(cmd *cobra.Command, g *globals, o backupPushOptions, args []s
 		DeltaMaxSteps:        cfg.DeltaMaxSteps,
 		IgnoreChecksumErrors: o.ignoreChecksumErrors,
 		LockWait:             cfg.LockWait,
+		WALTimeout:           cfg.BackupWALTimeout,
 		Logf:                 tracelog.DebugLogger.Printf,
 		Infof:                tracelog.InfoLogger.Printf,
 	}
