@@ -75,6 +75,11 @@ type FetchResult struct {
 	Bytes int64
 	// Duration is the wall time of the restore.
 	Duration time.Duration
+	// DisabledSettings are the lines of the restored postgresql.auto.conf
+	// that set recovery settings (from an earlier point-in-time restore of
+	// the cluster) and that the restore commented out, since PostgreSQL
+	// would combine them with the new ones (RecoverySettingNames).
+	DisabledSettings []string
 }
 
 // ErrDestNotEmpty means a restore target holds something already.
@@ -168,7 +173,8 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 	if err := w.restoreChain(ctx, concurrency); err != nil {
 		return FetchResult{}, err
 	}
-	if err := pl.writeRecoveryFiles(opts.Recovery); err != nil {
+	disabled, err := pl.writeRecoveryFiles(opts.Recovery)
+	if err != nil {
 		return FetchResult{}, err
 	}
 	if err := pl.finishDirs(); err != nil {
@@ -185,7 +191,7 @@ func Fetch(ctx context.Context, opts FetchOptions) (res FetchResult, err error) 
 		}
 	}
 	stopProgress()
-	return FetchResult{Name: m.Name, Dest: pl.dest, Tablespaces: pl.spcTarget, Files: int(prog.Units()), Bytes: prog.Bytes(), Duration: time.Since(began)}, nil
+	return FetchResult{Name: m.Name, Dest: pl.dest, Tablespaces: pl.spcTarget, Files: int(prog.Units()), Bytes: prog.Bytes(), Duration: time.Since(began), DisabledSettings: disabled}, nil
 }
 
 // checkParts makes sure every part the manifest lists is stored, with the
@@ -480,10 +486,12 @@ func (pl *plan) syncDir(p string) error {
 // writeRecoveryFiles writes backup_label, tablespace_map (with the
 // restored locations), the walrus-restore.yaml for restore_command and
 // the recovery settings appended to postgresql.auto.conf, each fsynced.
-func (pl *plan) writeRecoveryFiles(r Recovery) error {
+// The recovery settings the restored postgresql.auto.conf held already
+// are commented out; it returns their lines.
+func (pl *plan) writeRecoveryFiles(r Recovery) (disabled []string, err error) {
 	m := pl.m
 	if err := pl.writeSynced(syncedAdded, pl.abs("backup_label"), []byte(m.BackupLabel), 0o600, time.Time{}); err != nil {
-		return err
+		return nil, err
 	}
 	if len(m.Tablespaces) > 0 || m.TablespaceMap != "" {
 		var b strings.Builder
@@ -491,24 +499,31 @@ func (pl *plan) writeRecoveryFiles(r Recovery) error {
 			fmt.Fprintf(&b, "%d %s\n", ts.OID, escapeMapPath(pl.spcTarget[ts.OID]))
 		}
 		if err := pl.writeSynced(syncedAdded, pl.abs("tablespace_map"), []byte(b.String()), 0o600, time.Time{}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if r.ConfigFile != nil {
 		if err := pl.writeSynced(syncedAdded, pl.abs(pg.RestoreConfigFile), r.ConfigFile, 0o600, time.Time{}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	lines, err := r.settings()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auto := pl.abs("postgresql.auto.conf")
-	f, err := os.OpenFile(auto, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("write recovery settings: %w", err)
+	// The restored file, read and rewritten in place: the directory is
+	// not startable before pg_control is written, after this.
+	old, err := readNoFollow(auto)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", auto, err)
 	}
-	_, err = f.WriteString("\n" + strings.Join(lines, "\n") + "\n")
+	kept, disabled := disableRecoverySettings(old)
+	f, err := os.OpenFile(auto, os.O_WRONLY|os.O_TRUNC|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write recovery settings: %w", err)
+	}
+	_, err = f.Write(append(kept, "\n"+strings.Join(lines, "\n")+"\n"...))
 	if err == nil {
 		err = pl.fsync(f, syncedAdded, auto)
 	}
@@ -516,9 +531,71 @@ func (pl *plan) writeRecoveryFiles(r Recovery) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write recovery settings to %s: %w", auto, err)
+		return nil, fmt.Errorf("write recovery settings to %s: %w", auto, err)
 	}
-	return nil
+	return disabled, nil
+}
+
+// RecoverySettingNames are the settings that choose how a recovery
+// fetches WAL and where it stops. backup-fetch writes its own and
+// comments out those a restored postgresql.auto.conf holds: a cluster
+// that was itself restored to a point in time keeps its recovery_target_*
+// there, and PostgreSQL would refuse to start ("multiple recovery targets
+// specified") or follow the old target or timeline.
+var RecoverySettingNames = []string{
+	"restore_command", "recovery_target", "recovery_target_name", "recovery_target_time",
+	"recovery_target_xid", "recovery_target_lsn", "recovery_target_inclusive",
+	"recovery_target_timeline", "recovery_target_action",
+}
+
+// disabledPrefix starts a line of postgresql.auto.conf that backup-fetch
+// commented out.
+const disabledPrefix = "# disabled by walrus backup-fetch: "
+
+// disableRecoverySettings returns conf with every line that sets one of
+// RecoverySettingNames commented out, and those lines.
+func disableRecoverySettings(conf []byte) (out []byte, disabled []string) {
+	if len(conf) == 0 {
+		return nil, nil
+	}
+	lines := strings.SplitAfter(string(conf), "\n")
+	var b strings.Builder
+	for _, line := range lines {
+		if slices.Contains(RecoverySettingNames, confSettingName(line)) {
+			disabled = append(disabled, strings.TrimRight(line, "\r\n"))
+			b.WriteString(disabledPrefix)
+		}
+		b.WriteString(line)
+	}
+	return []byte(b.String()), disabled
+}
+
+// confSettingName returns the lower-cased name a postgresql.conf line
+// sets ("name = value" or "name value"), "" for a comment, a blank line
+// or anything else.
+func confSettingName(line string) string {
+	line = strings.TrimLeft(line, " \t")
+	end := strings.IndexFunc(line, func(r rune) bool {
+		return !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
+	if end <= 0 { // no name, or a name and nothing after it
+		return ""
+	}
+	switch line[end] {
+	case ' ', '\t', '=':
+		return strings.ToLower(line[:end])
+	}
+	return ""
+}
+
+// readNoFollow reads the file p, refusing a symbolic link.
+func readNoFollow(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // escapeMapPath escapes a location as PostgreSQL writes it in

@@ -89,7 +89,9 @@ func newBackupFetchCmd(g *globals) *cobra.Command {
 		Long: `backup-fetch restores the backup NAME (or the newest, LATEST) into DEST,
 which must not exist or be empty, and prepares recovery: recovery.signal, and
 in postgresql.auto.conf a restore_command that runs this walrus binary with
-the same configuration, and recovery_target_action. Start the server on DEST
+the same configuration, and recovery_target_action; the recovery settings the
+backup's postgresql.auto.conf held from an earlier restore (restore_command,
+recovery_target_*) are commented out and named. Start the server on DEST
 (pg_ctl start) and it replays the archived WAL and promotes, with no manual
 step. --target-immediate stops at the first consistent point instead.
 
@@ -229,6 +231,10 @@ func runBackupFetch(cmd *cobra.Command, g *globals, o backupFetchOptions, dest, 
 	}
 	for _, n := range rc.Notes {
 		tracelog.WarningLogger.Printf("backup-fetch %s: %s", res.Name, n)
+	}
+	if len(res.DisabledSettings) > 0 {
+		tracelog.InfoLogger.Printf("backup-fetch %s: commented out the recovery settings the backup's postgresql.auto.conf held from an earlier restore (%s), so that only this restore's apply",
+			res.Name, strings.Join(res.DisabledSettings, "; "))
 	}
 	spcs := ""
 	for _, oid := range slices.Sorted(maps.Keys(res.Tablespaces)) {
