@@ -137,7 +137,9 @@ func write(ctx context.Context, st storage.Store, rec Record) error {
 	key := repo.RestorePointKey(rec.Name)
 	err = st.Put(ctx, key, bytes.NewReader(b), storage.PutOptions{IfNotExists: true, Size: int64(len(b))})
 	if errors.Is(err, storage.ErrExists) {
-		return fmt.Errorf("restore point %q: %w", rec.Name, ErrExists)
+		// Create checked the name first: another create-restore-point of
+		// it ran at the same time and recorded its point first.
+		return fmt.Errorf("restore point %q: %w: another create-restore-point of this name recorded its point first, while this one's restore point at %s was already in WAL; restores by this name reach the recorded one (by its LSN), never this one: choose another name and create it again", rec.Name, ErrExists, rec.LSN)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
