@@ -462,7 +462,7 @@ func TestUploadFailure(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("err = %v, want the injected failure", err)
 	}
-	if err := up.removeStored(context.Background()); err != nil {
+	if _, err := up.removeStored(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var left []string

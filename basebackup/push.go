@@ -1,7 +1,11 @@
 package basebackup
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -233,6 +237,19 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("backup-push: %w", err)
 	}
+	// A failed backup gives its name back, unless parts of it remain: a
+	// later backup-push of the same name would meet them.
+	partsLeft := false
+	defer func() {
+		if err == nil || partsLeft {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if derr := opts.Store.Delete(cctx, repo.ClaimKey(name)); derr != nil {
+			logf("backup-push %s: remove %s: %v (delete removes it later)", name, repo.ClaimKey(name), derr)
+		}
+	}()
 	logf("backup-push %s: started at %s on timeline %d", name, startLSN, tli)
 	choice, err := chooseBase(ctx, opts.Store, dec, opts, clusterFacts{
 		sysID:         info.SystemIdentifier,
@@ -274,11 +291,14 @@ func Push(ctx context.Context, opts Options) (res Result, err error) {
 			err = fmt.Errorf("%w: interrupted; no backup was recorded and the server's backup is aborted with its session: run backup-push again", err)
 		}
 		if keepParts {
+			partsLeft = true
 			return
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if derr := up.removeStored(cctx); derr != nil {
+		left, derr := up.removeStored(cctx)
+		partsLeft = left || derr != nil
+		if derr != nil {
 			err = fmt.Errorf("%w (the parts already stored under %s could not be removed: %v; they are invisible without a manifest)", err, repo.PartsPrefix(name), derr)
 		}
 	}()
@@ -610,9 +630,15 @@ const nameTimeFormat = "20060102T150405Z"
 // chooseName picks the backup's name, base_<start time>_<start segment>,
 // with a _2, _3... suffix if something is already stored under that name
 // (two backups that start in the same second and segment, or the leftover
-// parts of a failed one). Parts and the manifest are also create-only, so
-// a name can never overwrite another backup (TRAPS.md 10).
+// parts of a failed one), and claims it: repo.ClaimKey written
+// create-only. Two backup-push runs that both see a name free (two
+// clusters of one system identifier backing up in the same second) thus
+// never share it: parts of identical bytes would otherwise be taken by the
+// loser for its own, and removed with its failure from under the winner.
+// Parts and the manifest are also create-only, so a name can never
+// overwrite another backup (TRAPS.md 10).
 func chooseName(ctx context.Context, st storage.Store, start time.Time, startWAL string) (string, error) {
+	claim := newClaim(start)
 	base := "base_" + start.UTC().Format(nameTimeFormat) + "_" + startWAL
 	for i := 1; i <= 100; i++ {
 		name := base
@@ -628,10 +654,36 @@ func chooseName(ctx context.Context, st storage.Store, start time.Time, startWAL
 			return "", fmt.Errorf("choose backup name: %w", err)
 		}
 		if !used {
+			// Claimed create-only: another backup-push that saw the name
+			// free too meets ErrExists and takes the next one.
+			err := st.Put(ctx, repo.ClaimKey(name), bytes.NewReader(claim), storage.PutOptions{IfNotExists: true, Size: int64(len(claim))})
+			if errors.Is(err, storage.ErrExists) {
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("claim backup name %s: %w", name, err)
+			}
 			return name, nil
 		}
 	}
 	return "", fmt.Errorf("choose backup name: %s and 99 variants are all taken", base)
+}
+
+// newClaim returns the body of a backup name's claim: who claimed it, and
+// a random token, so that no two claims are alike (a create-only Put
+// whose answer was lost recognises its own claim, never another's).
+func newClaim(start time.Time) []byte {
+	host, _ := os.Hostname()
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	b, _ := json.Marshal(struct {
+		Command string    `json:"command"`
+		Host    string    `json:"host"`
+		PID     int       `json:"pid"`
+		Started time.Time `json:"started"`
+		Token   string    `json:"token"`
+	}{"backup-push", host, os.Getpid(), start.UTC(), hex.EncodeToString(token)})
+	return append(b, '\n')
 }
 
 var errStopList = errors.New("stop listing")

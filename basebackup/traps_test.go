@@ -192,7 +192,7 @@ func TestControlFileCRCFailurePersists(t *testing.T) {
 			}
 			// Push's cleanup removes what the uploader recorded as stored:
 			// nothing of the failed backup may be left after it.
-			if err := up.removeStored(ctx); err != nil {
+			if _, err := up.removeStored(ctx); err != nil {
 				t.Fatal(err)
 			}
 			var left []string

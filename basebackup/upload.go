@@ -61,6 +61,10 @@ type uploader struct {
 	mu       sync.Mutex
 	parts    []catalog.Part
 	stored   []string // keys stored so far, removed again if the backup fails
+	// recognised are parts found already stored with the very bytes this
+	// backup sent (repo.Written.Recognised): never removed by this backup,
+	// since it may not have written them.
+	recognised []string
 	warnings []string
 }
 
@@ -130,7 +134,11 @@ func (u *uploader) finishPart(p *partWriter) error {
 		return fmt.Errorf("store part %s: %w", p.name, r.err)
 	}
 	u.mu.Lock()
-	u.stored = append(u.stored, r.w.Key)
+	if r.w.Recognised {
+		u.recognised = append(u.recognised, r.w.Key)
+	} else {
+		u.stored = append(u.stored, r.w.Key)
+	}
 	u.mu.Unlock()
 	if r.w.RawSize != p.count.n {
 		return fmt.Errorf("store part %s: %d bytes stored, %d written", p.name, r.w.RawSize, p.count.n)
@@ -452,13 +460,15 @@ func (u *uploader) warn(s string) {
 
 // removeStored deletes the parts this uploader stored, best effort, after
 // a failed backup. They are invisible without a manifest; removing them
-// only saves space.
-func (u *uploader) removeStored(ctx context.Context) error {
+// only saves space. Parts it recognised (already stored) stay: left
+// reports whether there are any.
+func (u *uploader) removeStored(ctx context.Context) (left bool, err error) {
 	u.mu.Lock()
 	keys := append([]string(nil), u.stored...)
+	left = len(u.recognised) > 0
 	u.mu.Unlock()
 	if len(keys) == 0 {
-		return nil
+		return left, nil
 	}
-	return u.st.Delete(ctx, keys...)
+	return left, u.st.Delete(ctx, keys...)
 }

@@ -117,6 +117,12 @@ type Written struct {
 	// manifest records to bind a part to its object. Hashing the stored
 	// bytes costs a tenth of hashing the plaintext with lz4.
 	StoredSHA256 string
+	// Recognised is set when a create-only Put met an object already
+	// stored that is byte for byte what it sent: an earlier attempt of
+	// this Put whose answer was lost, or another writer of the same bytes.
+	// Put may not have written it, so a caller cleaning up after a failure
+	// must not remove it.
+	Recognised bool
 }
 
 // Put streams src through the encoder into st under base+Suffix(). The
@@ -152,9 +158,10 @@ func (e *Encoder) Put(ctx context.Context, st storage.Store, base string, src io
 	perr := st.Put(ctx, key, body, opts)
 	werr := b.end()
 	a := b.cur
+	recognised := false
 	if opts.IfNotExists && b.seeker == nil && werr == nil && errors.Is(perr, storage.ErrExists) {
 		if same, err := storedEquals(ctx, st, key, a.stored, a.storedSum.Sum(nil)); err == nil && same {
-			perr = nil
+			perr, recognised = nil, true
 		}
 	}
 	if werr != nil && !errors.Is(werr, errUploadEnded) {
@@ -170,7 +177,7 @@ func (e *Encoder) Put(ctx context.Context, st storage.Store, base string, src io
 	if info.Size != a.stored {
 		return Written{}, RemoveTruncated(ctx, st, key, fmt.Errorf("confirm %s: stored size %d, expected %d: the upload was truncated, retry", key, info.Size, a.stored))
 	}
-	return Written{Key: key, RawSize: a.raw, StoredSize: a.stored, Digest: a.plain.Digest(), StoredSHA256: hex.EncodeToString(a.storedSum.Sum(nil))}, nil
+	return Written{Key: key, RawSize: a.raw, StoredSize: a.stored, Digest: a.plain.Digest(), StoredSHA256: hex.EncodeToString(a.storedSum.Sum(nil)), Recognised: recognised}, nil
 }
 
 // storedEquals reports whether the object under key is size bytes whose

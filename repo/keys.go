@@ -25,6 +25,12 @@ func WALBase(name string) string { return WALPrefix + name }
 // ManifestKey returns the manifest key of a backup.
 func ManifestKey(backup string) string { return BackupsPrefix + backup + "/manifest.json" }
 
+// ClaimKey returns the key of the object, written create-only before
+// anything else of the backup, that reserves its name: two backup-push
+// runs that choose the same name cannot both write it, so the parts of
+// one never meet those of the other.
+func ClaimKey(backup string) string { return BackupsPrefix + backup + "/claim.json" }
+
 // PartsPrefix returns the prefix of a backup's data parts.
 func PartsPrefix(backup string) string { return BackupsPrefix + backup + "/parts/" }
 
