@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walrusdb/walrus/internal/wait"
 	"github.com/walrusdb/walrus/storage"
 )
 
@@ -267,14 +268,7 @@ func begin(ctx context.Context, p plan) error {
 	if p.delay <= 0 {
 		return nil
 	}
-	t := time.NewTimer(p.delay)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return wait.Sleep(ctx, p.delay)
 }
 
 func (r *Rule) err() error {
