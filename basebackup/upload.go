@@ -58,14 +58,14 @@ type uploader struct {
 	// cacheBytes is the memory of the pageCaches of deltas in progress.
 	cacheBytes atomic.Int64
 
-	mu       sync.Mutex
-	parts    []catalog.Part
-	stored   []string // keys stored so far, removed again if the backup fails
+	mu     sync.Mutex
+	parts  []catalog.Part
+	stored []string // keys stored so far, removed again if the backup fails
 	// recognised are parts found already stored with the very bytes this
 	// backup sent (repo.Written.Recognised): never removed by this backup,
 	// since it may not have written them.
 	recognised []string
-	warnings []string
+	warnings   []string
 }
 
 // partWriter is one part being produced: a tar stream into a pipe that
