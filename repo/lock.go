@@ -267,7 +267,7 @@ func stale(l LockInfo, modTime time.Time, host string, opts LockOptions) bool {
 			_, held := heldHere.Load(l.Key)
 			return !held
 		}
-		if processGone(l.PID) {
+		if ProcessGone(l.PID) {
 			return true
 		}
 	}

@@ -2,8 +2,8 @@
 
 package repo
 
-// processGone cannot tell here: a lock of a dead process on this host
-// expires like any other.
-func processGone(int) bool { return false }
+// ProcessGone cannot tell here: it reports false (a lock of a dead
+// process on this host expires like any other).
+func ProcessGone(int) bool { return false }
 
 func pidNamespace() string { return "" }

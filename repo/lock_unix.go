@@ -8,8 +8,9 @@ import (
 	"syscall"
 )
 
-// processGone reports whether no process has the given pid on this host.
-func processGone(pid int) bool {
+// ProcessGone reports whether no process has the given pid on this host
+// (a process of another user counts as there).
+func ProcessGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/walrusdb/walrus/pg"
 	"github.com/walrusdb/walrus/repo"
@@ -81,7 +82,42 @@ func Fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 			opts.logf("wal-fetch %s: prefetch not started: %v", name, err)
 		}
 	}
+	removeLeftovers(dest, opts.logf)
 	return res, nil
+}
+
+// tempPrefix begins the names of the temporary files wal-fetch writes
+// beside dest: the writer's process ID and a dash follow, so that
+// removeLeftovers can tell those of processes that are gone.
+func tempPrefix(dest string) string {
+	return "." + filepath.Base(dest) + ".walrus-" + strconv.Itoa(os.Getpid()) + "-"
+}
+
+// removeLeftovers removes the temporary files that killed wal-fetch
+// processes (SIGKILL, a crash) left beside dest, in pg_wal: a segment
+// each, which nothing else would ever remove. A file counts when its name
+// is tempPrefix's for dest and its process is gone.
+func removeLeftovers(dest string, logf func(string, ...any)) {
+	dir := filepath.Dir(dest)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := "." + filepath.Base(dest) + ".walrus-"
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		p, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() || !repo.ProcessGone(pid) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+			logf("wal-fetch: removed %s, left by a wal-fetch that was killed (process %d)", e.Name(), pid)
+		}
+	}
 }
 
 // fetch restores name from the repository.
@@ -156,7 +192,7 @@ var ErrNotARepository = errors.New("the repository has no " + repo.IdentityKey +
 // left at dest or at the temporary name.
 func WriteAtomic(dest string, r io.Reader) (int64, error) {
 	dir := filepath.Dir(dest)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".walrus-*")
+	tmp, err := os.CreateTemp(dir, tempPrefix(dest)+"*")
 	if err != nil {
 		return 0, fmt.Errorf("create temporary file for %s: %w", dest, err)
 	}

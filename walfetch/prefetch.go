@@ -171,7 +171,7 @@ func (p Prefetch) take(wf pg.WALFile, dest string, logf func(string, ...any)) (i
 	}
 	_, sum, _ := published(pub)
 	src := filepath.Join(p.Dir, pub)
-	tmp := filepath.Join(filepath.Dir(dest), fmt.Sprintf(".%s.walrus-prefetched-%d", filepath.Base(dest), os.Getpid()))
+	tmp := filepath.Join(filepath.Dir(dest), tempPrefix(dest)+"prefetched")
 	move := p.moveOut
 	if move == nil {
 		move = os.Rename
