@@ -96,25 +96,7 @@ func TestTrap27ConcurrentSameNameRestoresToRecordedPoint(t *testing.T) {
 
 	// archive_command: while the hold file exists, note the segment and
 	// wait; then archive through walrus.
-	var script strings.Builder
-	script.WriteString("#!/bin/sh\n")
-	for _, e := range repoEnv {
-		k, v, _ := strings.Cut(e, "=")
-		fmt.Fprintf(&script, "export %s='%s'\n", k, v)
-	}
-	fmt.Fprintf(&script, "if [ -e '%s' ]; then basename \"$2\" > '%s'; fi\n", hold, held)
-	fmt.Fprintf(&script, "while [ -e '%s' ]; do sleep 0.1; done\n", hold)
-	fmt.Fprintf(&script, "exec %s \"$@\"\n", testbin.Walrus(t))
-	wrapper := filepath.Join(dir, "walrus.sh")
-	if err := os.WriteFile(wrapper, []byte(script.String()), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	c := pgtest.New(t, pgtest.Options{Conf: []string{
-		"archive_mode = on",
-		fmt.Sprintf("archive_command = '%s wal-push %%p'", wrapper),
-		"wal_keep_size = '1GB'",
-	}})
-	c.Start(t)
+	c, _ := archivingClusterWith(t, repoEnv, fmt.Sprintf("if [ -e '%s' ]; then basename \"$2\" > '%s'; fi\nwhile [ -e '%s' ]; do sleep 0.1; done\n", hold, held, hold))
 	t.Cleanup(func() { os.Remove(hold) }) // before the cluster stops
 	env := append(append([]string{}, repoEnv...), "WALRUS_POSTGRES_DSN="+c.DSN())
 

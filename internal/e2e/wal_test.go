@@ -24,6 +24,13 @@ import (
 // env, through a wrapper script the postgres user can run.
 func archivingCluster(t *testing.T, env []string) (*pgtest.Cluster, string) {
 	t.Helper()
+	return archivingClusterWith(t, env, "")
+}
+
+// archivingClusterWith is archivingCluster whose wrapper script runs the
+// shell lines preamble before walrus ($2 is the WAL file's path).
+func archivingClusterWith(t *testing.T, env []string, preamble string) (*pgtest.Cluster, string) {
+	t.Helper()
 	dir := pgtest.SharedDir(t)
 	var script strings.Builder
 	script.WriteString("#!/bin/sh\n")
@@ -31,6 +38,7 @@ func archivingCluster(t *testing.T, env []string) (*pgtest.Cluster, string) {
 		k, v, _ := strings.Cut(e, "=")
 		fmt.Fprintf(&script, "export %s='%s'\n", k, v)
 	}
+	script.WriteString(preamble)
 	fmt.Fprintf(&script, "exec %s \"$@\"\n", testbin.Walrus(t))
 	wrapper := filepath.Join(dir, "walrus.sh")
 	if err := os.WriteFile(wrapper, []byte(script.String()), 0o755); err != nil {
