@@ -63,6 +63,12 @@ func Fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 	if err != nil {
 		return Result{}, fmt.Errorf("wal-fetch %s: not a WAL file name: %w", name, err)
 	}
+	if wf.Kind != pg.SegmentFile {
+		// Not on the path of every segment: PostgreSQL asks for .history
+		// files, most of them absent, when recovery starts (after the
+		// crash that killed a wal-fetch, say) and when it promotes.
+		defer removeLeftovers(filepath.Dir(dest), opts.logf)
+	}
 	prefetch := wf.Kind == pg.SegmentFile && opts.Prefetch.enabled()
 	var res Result
 	served := false
@@ -82,7 +88,6 @@ func Fetch(ctx context.Context, name, dest string, opts Options) (Result, error)
 			opts.logf("wal-fetch %s: prefetch not started: %v", name, err)
 		}
 	}
-	removeLeftovers(dest, opts.logf)
 	return res, nil
 }
 
@@ -94,28 +99,27 @@ func tempPrefix(dest string) string {
 }
 
 // removeLeftovers removes the temporary files that killed wal-fetch
-// processes (SIGKILL, a crash) left beside dest, in pg_wal: a segment
-// each, which nothing else would ever remove. A file counts when its name
-// is tempPrefix's for dest and its process is gone.
-func removeLeftovers(dest string, logf func(string, ...any)) {
-	dir := filepath.Dir(dest)
+// processes (SIGKILL, a crash) left in dir, pg_wal: a segment each, which
+// nothing else would ever remove. A file counts when its name is one of
+// tempPrefix's (".DEST.walrus-PID-...") and process PID is gone.
+func removeLeftovers(dir string, logf func(string, ...any)) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
-	prefix := "." + filepath.Base(dest) + ".walrus-"
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok {
+		name := e.Name()
+		i := strings.Index(name, ".walrus-")
+		if !strings.HasPrefix(name, ".") || i < 1 {
 			continue
 		}
-		p, _, ok := strings.Cut(rest, "-")
+		p, _, ok := strings.Cut(name[i+len(".walrus-"):], "-")
 		pid, err := strconv.Atoi(p)
 		if !ok || err != nil || pid <= 0 || pid == os.Getpid() || !repo.ProcessGone(pid) {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
-			logf("wal-fetch: removed %s, left by a wal-fetch that was killed (process %d)", e.Name(), pid)
+		if err := os.Remove(filepath.Join(dir, name)); err == nil {
+			logf("wal-fetch: removed %s, left by a wal-fetch that was killed (process %d)", name, pid)
 		}
 	}
 }
