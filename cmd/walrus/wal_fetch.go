@@ -18,7 +18,9 @@ func newWALFetchCmd(g *globals) *cobra.Command {
 		Short: "Restore one archived WAL file (restore_command)",
 		Long: `wal-fetch writes the archived WAL file NAME to DEST, verified against the
 checksum recorded when it was pushed, atomically (temporary name, fsync,
-rename).
+rename). A wal-fetch killed before its rename leaves its temporary file
+(.DEST.walrus-PID-...) in pg_wal; a later wal-fetch of a .history file
+removes it once process PID is gone.
 
 Exit status: 0 restored; 1 the file is not in the archive (PostgreSQL's
 normal end of WAL), said only when the repository has its walrus.json; 128

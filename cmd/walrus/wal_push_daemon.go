@@ -29,7 +29,10 @@ repository (as wal-push does), or pushed right away. If the daemon is not
 running or fails, wal-push pushes the file itself, so archiving never
 depends on it. Run it as the cluster's OS user with the same configuration
 as archive_command; a wal-push configured for another repository or
-encryption setting is refused and pushes for itself.
+encryption setting is refused and pushes for itself. A segment whose push
+ahead failed (the repository is down) is tried ahead again only after 1 s,
+then 2 s, 4 s, up to a minute; PostgreSQL's own requests are always tried
+at once and fail with the cause until the repository is back.
 
 With wal_push_async set, wal-push starts the daemon itself when none
 answers, with --idle-exit wal_push_async_idle: such a daemon exits after
