@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/walrusdb/walrus/pg"
 )
 
 // TestDisableRecoverySettings: every line of postgresql.auto.conf that
@@ -48,8 +50,7 @@ func TestDisableRecoverySettings(t *testing.T) {
 		t.Errorf("disabled\n%q\nwant\n%q", disabled, wantDisabled)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
-		name := confSettingName(line)
-		if slices.Contains(RecoverySettingNames, name) {
+		if name, _, ok := pg.ParseConfLine(line); ok && slices.Contains(RecoverySettingNames, name) {
 			t.Errorf("still active after disabling: %q", line)
 		}
 	}
@@ -102,7 +103,7 @@ func TestFetchOfRestoredClusterDisablesItsTarget(t *testing.T) {
 	}
 	active := map[string][]string{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if name := confSettingName(line); name != "" {
+		if name, _, ok := pg.ParseConfLine(line); ok {
 			active[name] = append(active[name], line)
 		}
 	}

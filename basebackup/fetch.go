@@ -561,31 +561,13 @@ func disableRecoverySettings(conf []byte) (out []byte, disabled []string) {
 	lines := strings.SplitAfter(string(conf), "\n")
 	var b strings.Builder
 	for _, line := range lines {
-		if slices.Contains(RecoverySettingNames, confSettingName(line)) {
+		if name, _, ok := pg.ParseConfLine(strings.TrimRight(line, "\r\n")); ok && slices.Contains(RecoverySettingNames, name) {
 			disabled = append(disabled, strings.TrimRight(line, "\r\n"))
 			b.WriteString(disabledPrefix)
 		}
 		b.WriteString(line)
 	}
 	return []byte(b.String()), disabled
-}
-
-// confSettingName returns the lower-cased name a postgresql.conf line
-// sets ("name = value" or "name value"), "" for a comment, a blank line
-// or anything else.
-func confSettingName(line string) string {
-	line = strings.TrimLeft(line, " \t")
-	end := strings.IndexFunc(line, func(r rune) bool {
-		return !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	})
-	if end <= 0 { // no name, or a name and nothing after it
-		return ""
-	}
-	switch line[end] {
-	case ' ', '\t', '=':
-		return strings.ToLower(line[:end])
-	}
-	return ""
 }
 
 // readNoFollow reads the file p, refusing a symbolic link.

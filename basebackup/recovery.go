@@ -108,33 +108,27 @@ func (r Recovery) settings() ([]string, error) {
 	}
 	lines := []string{
 		"# Added by walrus backup-fetch for the recovery of this restored backup.",
-		"restore_command = " + confQuote(r.RestoreCommand),
-		"recovery_target_action = " + confQuote(action),
+		"restore_command = " + pg.QuoteConf(r.RestoreCommand),
+		"recovery_target_action = " + pg.QuoteConf(action),
 	}
 	t := r.Target
 	switch {
 	case t.Immediate:
 		lines = append(lines, "recovery_target = 'immediate'")
 	case !t.Time.IsZero():
-		lines = append(lines, "recovery_target_time = "+confQuote(t.Time.UTC().Format("2006-01-02 15:04:05.999999-07:00")))
+		lines = append(lines, "recovery_target_time = "+pg.QuoteConf(t.Time.UTC().Format("2006-01-02 15:04:05.999999-07:00")))
 	case t.LSN != 0:
-		lines = append(lines, "recovery_target_lsn = "+confQuote(t.LSN.String()))
+		lines = append(lines, "recovery_target_lsn = "+pg.QuoteConf(t.LSN.String()))
 	case t.Name != "":
-		lines = append(lines, "recovery_target_name = "+confQuote(t.Name))
+		lines = append(lines, "recovery_target_name = "+pg.QuoteConf(t.Name))
 	}
 	if t.Exclusive && (!t.Time.IsZero() || t.LSN != 0) {
 		lines = append(lines, "recovery_target_inclusive = off")
 	}
 	if t.Timeline != "" {
-		lines = append(lines, "recovery_target_timeline = "+confQuote(t.Timeline))
+		lines = append(lines, "recovery_target_timeline = "+pg.QuoteConf(t.Timeline))
 	}
 	return lines, nil
-}
-
-// confQuote quotes a postgresql.conf string value.
-func confQuote(s string) string {
-	s = strings.ReplaceAll(s, `\`, `\\`)
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
 // shellQuote quotes a word for /bin/sh, which runs restore_command.

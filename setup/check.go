@@ -436,18 +436,18 @@ func (c *checker) checkSettings(ctx context.Context, conn *pgx.Conn) {
 // would set.
 func (c *checker) checkArchiveCommand(command string) {
 	want := ArchiveCommand(c.o.Binary, c.cfg.Source)
-	fix := fmt.Sprintf("run walrus setup --pgdata DIR, or ALTER SYSTEM SET archive_command = %s; SELECT pg_reload_conf();", QuoteConf(want))
+	fix := fmt.Sprintf("run walrus setup --pgdata DIR, or ALTER SYSTEM SET archive_command = %s; SELECT pg_reload_conf();", pg.QuoteConf(want))
 	if c.o.Binary == "" {
 		fix = "run walrus setup --pgdata DIR"
 	}
 	ci := ParseCommand(command)
 	if !ci.WALPush {
-		shown := QuoteConf(command)
+		shown := pg.QuoteConf(command)
 		c.add(StepArchiveCommand, StatusFail, fix, "wrong archive_command: archive_command = %s does not run walrus wal-push, so WAL never reaches the repository", shown)
 		return
 	}
 	if ci.Config == "" {
-		c.add(StepArchiveCommand, StatusWarn, fix, "archive_command = %s runs wal-push without --config: walrus cannot tell which repository it pushes to (the WAL switch below shows whether it is this one)", QuoteConf(command))
+		c.add(StepArchiveCommand, StatusWarn, fix, "archive_command = %s runs wal-push without --config: walrus cannot tell which repository it pushes to (the WAL switch below shows whether it is this one)", pg.QuoteConf(command))
 	} else {
 		// The server's environment is not this shell's: read the file
 		// without WALRUS_* variables.
@@ -455,17 +455,17 @@ func (c *checker) checkArchiveCommand(command string) {
 		ownFile := c.cfg.Source != "" && samePath(ci.Config, c.cfg.Source)
 		switch {
 		case err != nil:
-			c.add(StepArchiveCommand, StatusWarn, "run walrus check as the server's OS user, or with --config "+ci.Config, "archive_command = %s: cannot read its configuration %s: %v", QuoteConf(command), ci.Config, err)
+			c.add(StepArchiveCommand, StatusWarn, "run walrus check as the server's OS user, or with --config "+ci.Config, "archive_command = %s: cannot read its configuration %s: %v", pg.QuoteConf(command), ci.Config, err)
 		case !sameRepo(other, c.cfg) && ownFile:
 			c.add(StepArchiveCommand, StatusWarn, "unset the WALRUS_* variables that change the repository, or check the repository archive_command uses",
-				"archive_command = %s pushes to %s as its configuration says, but this check uses %s: WALRUS_* variables of this environment change the repository", QuoteConf(command), describe(other), describe(c.cfg))
+				"archive_command = %s pushes to %s as its configuration says, but this check uses %s: WALRUS_* variables of this environment change the repository", pg.QuoteConf(command), describe(other), describe(c.cfg))
 		case !sameRepo(other, c.cfg):
 			c.add(StepArchiveCommand, StatusFail, fmt.Sprintf("point archive_command at this configuration (%s), or run walrus check --config %s", fix, ci.Config),
 				"wrong archive_command: it pushes to the repository %s (its --config %s), not to %s", describe(other), ci.Config, describe(c.cfg))
 		case c.o.Binary != "" && command == want:
-			c.add(StepArchiveCommand, StatusOK, "", "archive_command = %s", QuoteConf(command))
+			c.add(StepArchiveCommand, StatusOK, "", "archive_command = %s", pg.QuoteConf(command))
 		default:
-			c.add(StepArchiveCommand, StatusOK, "", "archive_command = %s (its --config names the same repository)", QuoteConf(command))
+			c.add(StepArchiveCommand, StatusOK, "", "archive_command = %s (its --config names the same repository)", pg.QuoteConf(command))
 		}
 	}
 	if c.o.Binary != "" && ci.Binary != "" && !samePath(ci.Binary, c.o.Binary) {

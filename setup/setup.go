@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/walrusdb/walrus/config"
+	"github.com/walrusdb/walrus/pg"
 )
 
 // Options configure Run.
@@ -178,7 +179,7 @@ func (r *Result) Print(w io.Writer) {
 		for _, ch := range p.Changes {
 			old := "(not set)"
 			if ch.Old != "" {
-				old = QuoteConf(ch.Old)
+				old = pg.QuoteConf(ch.Old)
 			}
 			when := "reload"
 			if ch.Restart {
@@ -187,7 +188,7 @@ func (r *Result) Print(w io.Writer) {
 			if p.Method == MethodAutoConf {
 				when = "at start"
 			}
-			fmt.Fprintf(w, "  %s: %s → %s (%s)\n", ch.Name, old, QuoteConf(ch.New), when)
+			fmt.Fprintf(w, "  %s: %s → %s (%s)\n", ch.Name, old, pg.QuoteConf(ch.New), when)
 		}
 	}
 	if p.Reloaded {

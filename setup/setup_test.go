@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/walrusdb/walrus/config"
+	"github.com/walrusdb/walrus/pg"
 )
 
 func TestQuoteConfRoundTrip(t *testing.T) {
@@ -17,8 +18,8 @@ func TestQuoteConfRoundTrip(t *testing.T) {
 		"", "on", "/usr/bin/walrus --config /etc/walrus.yaml wal-push %p",
 		"it's", `back\slash`, `'/path with spaces/walrus' --config '/x'\''y' wal-push %p`, "tab\there",
 	} {
-		line := "archive_command = " + QuoteConf(v)
-		name, got, ok := parseConfLine(line)
+		line := "archive_command = " + pg.QuoteConf(v)
+		name, got, ok := pg.ParseConfLine(line)
 		if !ok || name != "archive_command" || got != v {
 			t.Errorf("%q: parsed back as %q %q %v", v, name, got, ok)
 		}
@@ -45,7 +46,7 @@ func TestParseConfLine(t *testing.T) {
 		{"archive_mode = on off", "", "", false},
 	}
 	for _, c := range cases {
-		name, value, ok := parseConfLine(c.line)
+		name, value, ok := pg.ParseConfLine(c.line)
 		if name != c.name || value != c.value || ok != c.ok {
 			t.Errorf("%q: got %q %q %v, want %q %q %v", c.line, name, value, ok, c.name, c.value, c.ok)
 		}

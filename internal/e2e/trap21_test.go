@@ -6,13 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/walrusdb/walrus/catalog"
 	"github.com/walrusdb/walrus/internal/pgtest"
+	"github.com/walrusdb/walrus/pg"
 )
 
 // TestDeltaBaseOnAbandonedTimeline is TRAPS.md 21 end to end, on the
@@ -251,9 +252,6 @@ func orNone(s *string) string {
 // appends to postgresql.auto.conf.
 const walrusRecoveryMarker = "# Added by walrus backup-fetch"
 
-// staleRecoverySetting is an active recovery_target* line.
-var staleRecoverySetting = regexp.MustCompile(`(?m)^[ \t]*recovery_target[a-z_]*[ \t]*=.*$`)
-
 // inheritedRecoveryTargets returns the active recovery_target* lines of
 // the restored dest/postgresql.auto.conf that come before the block
 // backup-fetch just appended (copied from the backed-up cluster) and that
@@ -270,21 +268,21 @@ func inheritedRecoveryTargets(t *testing.T, dest string) []string {
 	if i < 0 {
 		t.Fatalf("backup-fetch wrote no %q block to %s:\n%s", walrusRecoveryMarker, p, body)
 	}
-	own := map[string]bool{} // set again by backup-fetch, so overridden
-	for _, l := range staleRecoverySetting.FindAllString(body[i:], -1) {
-		own[settingName(l)] = true
+	targets := func(text string) (names, lines []string) {
+		for _, l := range strings.Split(text, "\n") {
+			if name, _, ok := pg.ParseConfLine(l); ok && strings.HasPrefix(name, "recovery_target") {
+				names, lines = append(names, name), append(lines, l)
+			}
+		}
+		return names, lines
 	}
+	own, _ := targets(body[i:]) // set again by backup-fetch, so overridden
 	var stale []string
-	for _, l := range staleRecoverySetting.FindAllString(body[:i], -1) {
-		if !own[settingName(l)] {
-			stale = append(stale, l)
+	names, lines := targets(body[:i])
+	for k, name := range names {
+		if !slices.Contains(own, name) {
+			stale = append(stale, lines[k])
 		}
 	}
 	return stale
-}
-
-// settingName is the name of the setting a postgresql.conf line sets.
-func settingName(line string) string {
-	k, _, _ := strings.Cut(line, "=")
-	return strings.TrimSpace(k)
 }
